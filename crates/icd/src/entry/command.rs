@@ -1,0 +1,530 @@
+//! Command pools, command buffers and the commands they record. Everything a command refers to
+//! is checked when it is recorded; a command that fails its checks is not recorded and
+//! `vkEndCommandBuffer` reports the failure.
+
+use std::sync::Arc;
+
+use ash::vk;
+use ash::vk::Handle;
+
+use super::queue::command_buffer;
+use super::sync::{destroy, lookup, publish};
+use super::{VkResult, device, guard, guard_or, input, input_slice, result};
+use crate::handle_table::{BUFFERS, COMMAND_POOLS, EVENTS, Owner};
+use crate::objects::Dispatchable;
+use crate::objects::command::{Command, CommandBuffer, CommandPool, RecordingState};
+use crate::sync::event::Event;
+
+/// # Safety
+/// Per `vkCreateCommandPool`.
+pub unsafe extern "system" fn create_command_pool(
+    device: vk::Device,
+    info: *const vk::CommandPoolCreateInfo<'_>,
+    _allocator: *const vk::AllocationCallbacks<'_>,
+    out: *mut vk::CommandPool,
+) -> vk::Result {
+    guard(|| {
+        result((|| {
+            // SAFETY: valid handle and pointers per valid usage.
+            let dev = unsafe { self::device(device) }?;
+            // SAFETY: as above.
+            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            if info.queue_family_index != 0 {
+                dev.debug.validation(
+                    "VUID-vkCreateCommandPool-queueFamilyIndex-01937",
+                    "the device has one queue family (index 0)",
+                );
+                return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
+            }
+            let pool = CommandPool {
+                device_id: dev.id,
+                flags: info.flags,
+                buffers: Default::default(),
+            };
+            // SAFETY: writable output per valid usage.
+            unsafe { publish(&COMMAND_POOLS, pool, out) }
+        })())
+    })
+}
+
+/// Frees a command buffer made by `allocate_command_buffers`.
+///
+/// # Safety
+/// `address` must come from `Box::into_raw` in `allocate_command_buffers` and be freed once.
+unsafe fn free_command_buffer(address: usize) {
+    // SAFETY: per the caller's contract.
+    drop(unsafe { Box::from_raw(address as *mut Dispatchable<CommandBuffer>) });
+}
+
+/// # Safety
+/// Per `vkDestroyCommandPool`.
+pub unsafe extern "system" fn destroy_command_pool(
+    device: vk::Device,
+    pool: vk::CommandPool,
+    _allocator: *const vk::AllocationCallbacks<'_>,
+) {
+    guard_or((), || {
+        let Some(pool_obj) = COMMAND_POOLS.get(pool.as_raw()) else {
+            return;
+        };
+        destroy(
+            &COMMAND_POOLS,
+            device,
+            pool.as_raw(),
+            "VUID-vkDestroyCommandPool-commandPool-parameter",
+        );
+        if COMMAND_POOLS.get(pool.as_raw()).is_none() {
+            for address in std::mem::take(&mut *pool_obj.buffers.lock().unwrap_or_else(|e| e.into_inner())) {
+                // SAFETY: the pool owned these command buffers; they are freed once, here.
+                unsafe { free_command_buffer(address) };
+            }
+        }
+    })
+}
+
+/// # Safety
+/// Per `vkResetCommandPool`.
+pub unsafe extern "system" fn reset_command_pool(
+    device: vk::Device,
+    pool: vk::CommandPool,
+    _flags: vk::CommandPoolResetFlags,
+) -> vk::Result {
+    guard(|| {
+        result((|| {
+            // SAFETY: valid handle per valid usage.
+            let dev = unsafe { self::device(device) }?;
+            let pool = lookup(
+                &COMMAND_POOLS,
+                dev,
+                pool.as_raw(),
+                "VUID-vkResetCommandPool-commandPool-parameter",
+            )?;
+            for &address in pool.buffers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                // SAFETY: the pool owns these live command buffers.
+                unsafe { &(*(address as *const Dispatchable<CommandBuffer>)).object }.reset();
+            }
+            Ok(())
+        })())
+    })
+}
+
+/// # Safety
+/// Per `vkTrimCommandPool`.
+pub unsafe extern "system" fn trim_command_pool(
+    _device: vk::Device,
+    _pool: vk::CommandPool,
+    _flags: vk::CommandPoolTrimFlags,
+) {
+}
+
+/// # Safety
+/// Per `vkAllocateCommandBuffers`.
+pub unsafe extern "system" fn allocate_command_buffers(
+    device: vk::Device,
+    info: *const vk::CommandBufferAllocateInfo<'_>,
+    out: *mut vk::CommandBuffer,
+) -> vk::Result {
+    guard(|| {
+        result((|| {
+            // SAFETY: valid handle and pointers per valid usage.
+            let dev = unsafe { self::device(device) }?;
+            // SAFETY: as above.
+            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let pool = lookup(
+                &COMMAND_POOLS,
+                dev,
+                info.command_pool.as_raw(),
+                "VUID-VkCommandBufferAllocateInfo-commandPool-parameter",
+            )?;
+            if info.level != vk::CommandBufferLevel::PRIMARY {
+                dev.debug.validation(
+                    "VUID-VkCommandBufferAllocateInfo-level-parameter",
+                    "secondary command buffers are not implemented",
+                );
+                return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
+            }
+            if out.is_null() && info.command_buffer_count > 0 {
+                return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
+            }
+            let mut buffers = pool.buffers.lock().unwrap_or_else(|e| e.into_inner());
+            for i in 0..info.command_buffer_count as usize {
+                let cb = Dispatchable::new(CommandBuffer::new(
+                    dev.id,
+                    info.command_pool.as_raw(),
+                    Arc::clone(&dev.debug),
+                ));
+                let address = Box::into_raw(cb) as usize;
+                buffers.push(address);
+                // SAFETY: `pCommandBuffers` has room for `commandBufferCount` handles.
+                unsafe { out.add(i).write(vk::CommandBuffer::from_raw(address as u64)) };
+            }
+            Ok(())
+        })())
+    })
+}
+
+/// # Safety
+/// Per `vkFreeCommandBuffers`.
+pub unsafe extern "system" fn free_command_buffers(
+    device: vk::Device,
+    pool: vk::CommandPool,
+    count: u32,
+    cbs: *const vk::CommandBuffer,
+) {
+    guard_or((), || {
+        // SAFETY: valid handle and array per valid usage.
+        let (Ok(dev), Some(cbs)) = (unsafe { self::device(device) }, unsafe { input_slice(cbs, count) }) else {
+            return;
+        };
+        let Ok(pool) = lookup(
+            &COMMAND_POOLS,
+            dev,
+            pool.as_raw(),
+            "VUID-vkFreeCommandBuffers-commandPool-parameter",
+        ) else {
+            return;
+        };
+        let mut owned = pool.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        for cb in cbs {
+            let address = cb.as_raw() as usize;
+            if address == 0 {
+                continue;
+            }
+            match owned.iter().position(|&a| a == address) {
+                Some(i) => {
+                    owned.swap_remove(i);
+                    // SAFETY: the pool owned this command buffer; it leaves the pool and is freed once.
+                    unsafe { free_command_buffer(address) };
+                }
+                None => dev.debug.validation(
+                    "VUID-vkFreeCommandBuffers-pCommandBuffers-parent",
+                    "not a command buffer of this pool",
+                ),
+            }
+        }
+    })
+}
+
+/// # Safety
+/// A live command buffer of this driver (NULL gives `None`).
+unsafe fn cb<'a>(handle: vk::CommandBuffer) -> Option<&'a CommandBuffer> {
+    // SAFETY: per the caller's contract.
+    unsafe { command_buffer(handle) }
+}
+
+/// # Safety
+/// Per `vkBeginCommandBuffer`.
+pub unsafe extern "system" fn begin_command_buffer(
+    handle: vk::CommandBuffer,
+    info: *const vk::CommandBufferBeginInfo<'_>,
+) -> vk::Result {
+    guard(|| {
+        // SAFETY: valid handle and pointer per valid usage.
+        let (Some(cb), Some(info)) = (unsafe { cb(handle) }, unsafe { input(info) }) else {
+            return vk::Result::ERROR_VALIDATION_FAILED_EXT;
+        };
+        let mut rec = cb.lock();
+        if rec.state == RecordingState::Recording {
+            cb.debug.validation(
+                "VUID-vkBeginCommandBuffer-commandBuffer-00049",
+                "the command buffer is already recording",
+            );
+            return vk::Result::ERROR_VALIDATION_FAILED_EXT;
+        }
+        rec.state = RecordingState::Recording;
+        rec.one_time_submit = info.flags.contains(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
+        rec.commands.clear();
+        rec.error = None;
+        vk::Result::SUCCESS
+    })
+}
+
+/// # Safety
+/// Per `vkEndCommandBuffer`.
+pub unsafe extern "system" fn end_command_buffer(handle: vk::CommandBuffer) -> vk::Result {
+    guard(|| {
+        // SAFETY: valid handle per valid usage.
+        let Some(cb) = (unsafe { cb(handle) }) else {
+            return vk::Result::ERROR_VALIDATION_FAILED_EXT;
+        };
+        let mut rec = cb.lock();
+        if rec.state != RecordingState::Recording {
+            cb.debug.validation(
+                "VUID-vkEndCommandBuffer-commandBuffer-00059",
+                "the command buffer is not recording",
+            );
+            return vk::Result::ERROR_VALIDATION_FAILED_EXT;
+        }
+        if let Some(error) = rec.error {
+            rec.state = RecordingState::Invalid;
+            return error;
+        }
+        let commands = std::mem::take(&mut rec.commands);
+        rec.recorded = Arc::from(commands);
+        rec.state = RecordingState::Executable;
+        vk::Result::SUCCESS
+    })
+}
+
+/// # Safety
+/// Per `vkResetCommandBuffer`.
+pub unsafe extern "system" fn reset_command_buffer(
+    handle: vk::CommandBuffer,
+    _flags: vk::CommandBufferResetFlags,
+) -> vk::Result {
+    guard(|| {
+        // SAFETY: valid handle per valid usage.
+        let Some(cb) = (unsafe { cb(handle) }) else {
+            return vk::Result::ERROR_VALIDATION_FAILED_EXT;
+        };
+        cb.reset();
+        vk::Result::SUCCESS
+    })
+}
+
+/// Records the command `make` builds (or the error it reports).
+///
+/// # Safety
+/// `handle` must be a live command buffer of this driver or NULL.
+unsafe fn record(handle: vk::CommandBuffer, make: impl FnOnce(&CommandBuffer) -> VkResult<Command>) {
+    guard_or((), || {
+        // SAFETY: per the caller's contract.
+        if let Some(cb) = unsafe { self::cb(handle) } {
+            cb.record(make(cb));
+        }
+    })
+}
+
+fn invalid(cb: &CommandBuffer, vuid: &str, text: &str) -> vk::Result {
+    cb.reporter().validation(vuid, text);
+    vk::Result::ERROR_VALIDATION_FAILED_EXT
+}
+
+/// # Safety
+/// Per `vkCmdCopyBuffer`.
+pub unsafe extern "system" fn cmd_copy_buffer(
+    handle: vk::CommandBuffer,
+    src: vk::Buffer,
+    dst: vk::Buffer,
+    count: u32,
+    regions: *const vk::BufferCopy,
+) {
+    // SAFETY: valid handle and array per valid usage.
+    unsafe {
+        record(handle, |cb| {
+            let src = lookup(&BUFFERS, cb, src.as_raw(), "VUID-vkCmdCopyBuffer-srcBuffer-parameter")?;
+            let dst = lookup(&BUFFERS, cb, dst.as_raw(), "VUID-vkCmdCopyBuffer-dstBuffer-parameter")?;
+            let regions = input_slice(regions, count)
+                .ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?
+                .to_vec();
+            for r in &regions {
+                if src.resolve(r.src_offset, r.size).is_none() || dst.resolve(r.dst_offset, r.size).is_none() {
+                    return Err(invalid(
+                        cb,
+                        "VUID-vkCmdCopyBuffer-size-00115",
+                        "a copy region lies outside its buffer, or a buffer is unbound",
+                    ));
+                }
+            }
+            Ok(Command::CopyBuffer { src, dst, regions })
+        })
+    }
+}
+
+/// # Safety
+/// Per `vkCmdFillBuffer`.
+pub unsafe extern "system" fn cmd_fill_buffer(
+    handle: vk::CommandBuffer,
+    dst: vk::Buffer,
+    offset: u64,
+    size: u64,
+    data: u32,
+) {
+    // SAFETY: valid handle per valid usage.
+    unsafe {
+        record(handle, |cb| {
+            let dst = lookup(&BUFFERS, cb, dst.as_raw(), "VUID-vkCmdFillBuffer-dstBuffer-parameter")?;
+            let size = if size == vk::WHOLE_SIZE {
+                dst.size.saturating_sub(offset) & !3
+            } else {
+                size
+            };
+            if offset % 4 != 0 || size % 4 != 0 || dst.resolve(offset, size).is_none() {
+                return Err(invalid(
+                    cb,
+                    "VUID-vkCmdFillBuffer-dstOffset-00024",
+                    "the fill range is unaligned or outside the buffer",
+                ));
+            }
+            Ok(Command::FillBuffer {
+                dst,
+                offset,
+                size,
+                data,
+            })
+        })
+    }
+}
+
+/// # Safety
+/// Per `vkCmdUpdateBuffer`.
+pub unsafe extern "system" fn cmd_update_buffer(
+    handle: vk::CommandBuffer,
+    dst: vk::Buffer,
+    offset: u64,
+    size: u64,
+    data: *const std::ffi::c_void,
+) {
+    // SAFETY: valid handle and data per valid usage.
+    unsafe {
+        record(handle, |cb| {
+            let dst = lookup(&BUFFERS, cb, dst.as_raw(), "VUID-vkCmdUpdateBuffer-dstBuffer-parameter")?;
+            if offset % 4 != 0 || size % 4 != 0 || size == 0 || size > 65536 || dst.resolve(offset, size).is_none() {
+                return Err(invalid(
+                    cb,
+                    "VUID-vkCmdUpdateBuffer-dataSize-00037",
+                    "the update is unaligned, too large, or outside the buffer",
+                ));
+            }
+            let bytes = input_slice(data.cast::<u8>(), size as u32)
+                .ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?
+                .to_vec();
+            Ok(Command::UpdateBuffer { dst, offset, bytes })
+        })
+    }
+}
+
+/// Barriers order nothing on a queue that runs its commands one after another.
+///
+/// # Safety
+/// Per `vkCmdPipelineBarrier`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "system" fn cmd_pipeline_barrier(
+    _cb: vk::CommandBuffer,
+    _src: vk::PipelineStageFlags,
+    _dst: vk::PipelineStageFlags,
+    _deps: vk::DependencyFlags,
+    _memory_count: u32,
+    _memory: *const vk::MemoryBarrier<'_>,
+    _buffer_count: u32,
+    _buffers: *const vk::BufferMemoryBarrier<'_>,
+    _image_count: u32,
+    _images: *const vk::ImageMemoryBarrier<'_>,
+) {
+}
+
+/// # Safety
+/// Per `vkCmdPipelineBarrier2`.
+pub unsafe extern "system" fn cmd_pipeline_barrier2(_cb: vk::CommandBuffer, _info: *const vk::DependencyInfo<'_>) {}
+
+fn event(cb: &CommandBuffer, handle: vk::Event, vuid: &str) -> VkResult<Arc<Event>> {
+    lookup(&EVENTS, cb, handle.as_raw(), vuid)
+}
+
+/// # Safety
+/// Per `vkCmdSetEvent`.
+pub unsafe extern "system" fn cmd_set_event(handle: vk::CommandBuffer, e: vk::Event, _stage: vk::PipelineStageFlags) {
+    // SAFETY: valid handle per valid usage.
+    unsafe {
+        record(handle, |cb| {
+            Ok(Command::SetEvent(event(cb, e, "VUID-vkCmdSetEvent-event-parameter")?))
+        })
+    }
+}
+
+/// # Safety
+/// Per `vkCmdSetEvent2`.
+pub unsafe extern "system" fn cmd_set_event2(
+    handle: vk::CommandBuffer,
+    e: vk::Event,
+    _info: *const vk::DependencyInfo<'_>,
+) {
+    // SAFETY: valid handle per valid usage.
+    unsafe {
+        record(handle, |cb| {
+            Ok(Command::SetEvent(event(cb, e, "VUID-vkCmdSetEvent2-event-parameter")?))
+        })
+    }
+}
+
+/// # Safety
+/// Per `vkCmdResetEvent`.
+pub unsafe extern "system" fn cmd_reset_event(handle: vk::CommandBuffer, e: vk::Event, _stage: vk::PipelineStageFlags) {
+    // SAFETY: valid handle per valid usage.
+    unsafe {
+        record(handle, |cb| {
+            Ok(Command::ResetEvent(event(
+                cb,
+                e,
+                "VUID-vkCmdResetEvent-event-parameter",
+            )?))
+        })
+    }
+}
+
+/// # Safety
+/// Per `vkCmdResetEvent2`.
+pub unsafe extern "system" fn cmd_reset_event2(
+    handle: vk::CommandBuffer,
+    e: vk::Event,
+    _stage: vk::PipelineStageFlags2,
+) {
+    // SAFETY: valid handle per valid usage.
+    unsafe {
+        record(handle, |cb| {
+            Ok(Command::ResetEvent(event(
+                cb,
+                e,
+                "VUID-vkCmdResetEvent2-event-parameter",
+            )?))
+        })
+    }
+}
+
+fn wait_events(cb: &CommandBuffer, events: &[vk::Event], vuid: &str) -> VkResult<Command> {
+    Ok(Command::WaitEvents(
+        events.iter().map(|e| event(cb, *e, vuid)).collect::<VkResult<_>>()?,
+    ))
+}
+
+/// # Safety
+/// Per `vkCmdWaitEvents`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "system" fn cmd_wait_events(
+    handle: vk::CommandBuffer,
+    count: u32,
+    events: *const vk::Event,
+    _src: vk::PipelineStageFlags,
+    _dst: vk::PipelineStageFlags,
+    _memory_count: u32,
+    _memory: *const vk::MemoryBarrier<'_>,
+    _buffer_count: u32,
+    _buffers: *const vk::BufferMemoryBarrier<'_>,
+    _image_count: u32,
+    _images: *const vk::ImageMemoryBarrier<'_>,
+) {
+    // SAFETY: valid handle and array per valid usage.
+    unsafe {
+        record(handle, |cb| {
+            let events = input_slice(events, count).ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            wait_events(cb, events, "VUID-vkCmdWaitEvents-pEvents-parameter")
+        })
+    }
+}
+
+/// # Safety
+/// Per `vkCmdWaitEvents2`.
+pub unsafe extern "system" fn cmd_wait_events2(
+    handle: vk::CommandBuffer,
+    count: u32,
+    events: *const vk::Event,
+    _infos: *const vk::DependencyInfo<'_>,
+) {
+    // SAFETY: valid handle and array per valid usage.
+    unsafe {
+        record(handle, |cb| {
+            let events = input_slice(events, count).ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            wait_events(cb, events, "VUID-vkCmdWaitEvents2-pEvents-parameter")
+        })
+    }
+}

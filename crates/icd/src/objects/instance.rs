@@ -1,0 +1,36 @@
+//! `VkInstance`: the debug messengers and the one physical device.
+
+use std::sync::Arc;
+
+use crate::debug::DebugReporter;
+use crate::handle_types::HandleMode;
+use crate::objects::Dispatchable;
+use crate::objects::extensions::ExtensionSet;
+use crate::objects::physical_device::PhysicalDevice;
+
+pub struct Instance {
+    pub debug: Arc<DebugReporter>,
+    pub extensions: ExtensionSet,
+    /// The application's requested API version (0 = 1.0).
+    pub app_api_version: u32,
+    /// Owned here so its address stays valid as a `VkPhysicalDevice` for the instance's life.
+    pub physical_device: Box<Dispatchable<PhysicalDevice>>,
+    /// Messengers chained into `VkInstanceCreateInfo`, removed at destroy.
+    pub create_time_messengers: Vec<u64>,
+}
+
+impl Instance {
+    pub fn new(extensions: ExtensionSet, app_api_version: u32, debug: Arc<DebugReporter>) -> Instance {
+        Instance {
+            debug: debug.clone(),
+            extensions,
+            app_api_version,
+            physical_device: Dispatchable::new(PhysicalDevice {
+                handle_mode: HandleMode::from_env(),
+                debug,
+                instance_extensions: extensions,
+            }),
+            create_time_messengers: Vec::new(),
+        }
+    }
+}

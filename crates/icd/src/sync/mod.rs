@@ -1,0 +1,88 @@
+//! Fences, semaphores and events: a permanent payload plus an optional temporary one
+//! (`active = temporary or permanent`), with the spec's rules for when the permanent one comes
+//! back. Safe Rust only; payload mechanics live in `tether_payload`.
+
+pub mod event;
+pub mod fence;
+pub mod semaphore;
+
+use std::sync::Mutex;
+
+use tether_payload::Payload;
+
+/// The permanent/temporary pair shared by fences and semaphores.
+pub struct PayloadSlot {
+    inner: Mutex<Slots>,
+}
+
+struct Slots {
+    permanent: Payload,
+    temporary: Option<Payload>,
+}
+
+/// How an import installs its payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permanence {
+    Temporary,
+    Permanent,
+}
+
+impl PayloadSlot {
+    pub fn new(permanent: Payload) -> PayloadSlot {
+        PayloadSlot {
+            inner: Mutex::new(Slots {
+                permanent,
+                temporary: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The payload operations act on now.
+    pub fn active(&self) -> Payload {
+        let s = self.lock();
+        s.temporary.as_ref().unwrap_or(&s.permanent).clone()
+    }
+
+    /// The permanent payload.
+    pub fn permanent(&self) -> Payload {
+        self.lock().permanent.clone()
+    }
+
+    pub fn has_temporary(&self) -> bool {
+        self.lock().temporary.is_some()
+    }
+
+    /// The active payload, restoring the permanent one afterwards (a semaphore's next wait; any
+    /// export; a fence reset).
+    pub fn take_active(&self) -> Payload {
+        let mut s = self.lock();
+        match s.temporary.take() {
+            Some(t) => t,
+            None => s.permanent.clone(),
+        }
+    }
+
+    /// Drops a temporary payload, if any.
+    pub fn restore_permanent(&self) -> Payload {
+        let mut s = self.lock();
+        s.temporary = None;
+        s.permanent.clone()
+    }
+
+    /// Installs an imported payload. A permanent import replaces the payload as if the object
+    /// were re-created (dropping any temporary one too).
+    pub fn install(&self, payload: Payload, permanence: Permanence) {
+        let mut s = self.lock();
+        match permanence {
+            Permanence::Temporary => s.temporary = Some(payload),
+            Permanence::Permanent => {
+                s.permanent = payload;
+                s.temporary = None;
+            }
+        }
+    }
+}

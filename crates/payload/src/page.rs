@@ -1,0 +1,363 @@
+//! Shared payload pages: layout, creation, import and the per-process mapping cache.
+//!
+//! # Page layout
+//!
+//! One memfd of exactly 4096 bytes named `tether-payload`, sealed with `F_SEAL_SHRINK |
+//! F_SEAL_GROW | F_SEAL_SEAL` (never `F_SEAL_WRITE`), mapped `MAP_SHARED`. All fields are in the
+//! machine's native byte order (pages are only shared between processes of one machine).
+//!
+//! | offset | size | field | meaning |
+//! |---|---|---|---|
+//! | 0  | 8  | magic | `b"TETHERPL"` |
+//! | 8  | 4  | version | `1` |
+//! | 12 | 4  | kind | [`PayloadKind`] as `u32` (1 fence, 2 binary semaphore, 3 timeline, 4 D3D12 fence) |
+//! | 16 | 4  | layout size | `80`: bytes of header + sync state |
+//! | 20 | 16 | driver UUID | [`DeviceIdentity::driver_uuid`] |
+//! | 36 | 16 | device UUID | [`DeviceIdentity::device_uuid`] |
+//! | 52 | 12 | reserved | zero |
+//! | 64 | 8  | value | `u64`: flag (0 = unsignaled, non-zero = signaled) or counter |
+//! | 72 | 4  | sequence | `u32` futex word, incremented after every state change |
+//! | 76 | 4  | waiters | `u32`: number of registered waiters; bit 31 = "always wake" (read-only waiters may exist) |
+//! | 80 | .. | unused | zero |
+//!
+//! The header is written once by the creator, read once by each importer and cached in the
+//! process; nothing after import depends on the page's header bytes, and the sync state is only
+//! ever accessed through atomics, so a peer that scribbles over the page can disturb the values
+//! and the wake-ups but not this process's memory safety.
+
+use std::collections::HashMap;
+use std::io;
+use std::mem::{offset_of, size_of};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+
+use rustix::fs::{FileType, MemfdFlags, Mode, OFlags, SealFlags};
+use rustix::mm::{MapFlags, ProtFlags};
+
+use crate::state::{SyncState, WAKE_ALWAYS, load32};
+use crate::{Body, DeviceIdentity, ImportError, Inner, PayloadKind};
+
+pub(crate) const PAGE_SIZE: usize = 4096;
+pub(crate) const MAGIC: [u8; 8] = *b"TETHERPL";
+pub(crate) const VERSION: u32 = 1;
+pub(crate) const MEMFD_NAME: &str = "tether-payload";
+/// Seals an importer requires.
+pub(crate) const REQUIRED_SEALS: SealFlags = SealFlags::SHRINK.union(SealFlags::GROW).union(SealFlags::SEAL);
+
+/// The start of a shared page (see the module docs for the table). Only atomics, so a
+/// reference to it may alias the same memory mapped by other processes (or twice in this one).
+#[repr(C)]
+pub(crate) struct PageLayout {
+    magic: [AtomicU32; 2],
+    version: AtomicU32,
+    kind: AtomicU32,
+    layout_size: AtomicU32,
+    driver_uuid: [AtomicU32; 4],
+    device_uuid: [AtomicU32; 4],
+    reserved: [AtomicU32; 3],
+    pub(crate) sync: SyncState,
+}
+
+pub(crate) const LAYOUT_SIZE: u32 = 80;
+
+const _: () = {
+    assert!(offset_of!(PageLayout, version) == 8);
+    assert!(offset_of!(PageLayout, kind) == 12);
+    assert!(offset_of!(PageLayout, layout_size) == 16);
+    assert!(offset_of!(PageLayout, driver_uuid) == 20);
+    assert!(offset_of!(PageLayout, device_uuid) == 36);
+    assert!(offset_of!(PageLayout, sync) == 64);
+    assert!(size_of::<PageLayout>() == LAYOUT_SIZE as usize);
+    assert!(size_of::<PageLayout>() <= PAGE_SIZE);
+};
+
+/// A header as read (once) from a page.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Header {
+    pub(crate) magic: [u8; 8],
+    pub(crate) version: u32,
+    pub(crate) kind: u32,
+    pub(crate) layout_size: u32,
+    pub(crate) identity: DeviceIdentity,
+}
+
+fn pack<const W: usize, const B: usize>(bytes: &[u8; B]) -> [u32; W] {
+    std::array::from_fn(|i| {
+        let mut w = [0u8; 4];
+        for (j, b) in w.iter_mut().enumerate() {
+            *b = bytes.get(i * 4 + j).copied().unwrap_or(0);
+        }
+        u32::from_ne_bytes(w)
+    })
+}
+
+fn unpack<const W: usize, const B: usize>(words: &[AtomicU32; W]) -> [u8; B] {
+    let mut out = [0u8; B];
+    for (chunk, w) in out.chunks_mut(4).zip(words) {
+        let bytes = load32(w).to_ne_bytes();
+        chunk.copy_from_slice(bytes.get(..chunk.len()).unwrap_or(&[]));
+    }
+    out
+}
+
+impl PageLayout {
+    /// Writes header and initial state into a fresh (not yet shared) writable page.
+    fn init(&self, kind: PayloadKind, initial: u64, owner: &DeviceIdentity) {
+        let store = |dst: &[AtomicU32], src: &[u32]| {
+            for (d, s) in dst.iter().zip(src) {
+                d.store(*s, Ordering::Relaxed);
+            }
+        };
+        store(&self.magic, &pack::<2, 8>(&MAGIC));
+        self.version.store(VERSION, Ordering::Relaxed);
+        self.kind.store(kind as u32, Ordering::Relaxed);
+        self.layout_size.store(LAYOUT_SIZE, Ordering::Relaxed);
+        store(&self.driver_uuid, &pack::<4, 16>(&owner.driver_uuid));
+        store(&self.device_uuid, &pack::<4, 16>(&owner.device_uuid));
+        store(&self.reserved, &[0; 3]);
+        self.sync.value.store(initial, Ordering::Relaxed);
+        self.sync.seq.store(0, Ordering::Relaxed);
+        self.sync.waiters.store(0, Ordering::SeqCst);
+    }
+
+    fn read_header(&self) -> Header {
+        Header {
+            magic: unpack::<2, 8>(&self.magic),
+            version: load32(&self.version),
+            kind: load32(&self.kind),
+            layout_size: load32(&self.layout_size),
+            identity: DeviceIdentity {
+                driver_uuid: unpack::<4, 16>(&self.driver_uuid),
+                device_uuid: unpack::<4, 16>(&self.device_uuid),
+            },
+        }
+    }
+}
+
+pub(crate) fn kind_from_u32(v: u32) -> Option<PayloadKind> {
+    Some(match v {
+        1 => PayloadKind::Fence,
+        2 => PayloadKind::BinarySemaphore,
+        3 => PayloadKind::Timeline,
+        4 => PayloadKind::D3d12Fence,
+        _ => return None,
+    })
+}
+
+/// Which mapping a page import can reuse: the same inode with the same writability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct CacheKey {
+    dev: u64,
+    ino: u64,
+    writable: bool,
+}
+
+static CACHE: LazyLock<Mutex<HashMap<CacheKey, Weak<Inner>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+static MAPPINGS: AtomicUsize = AtomicUsize::new(0);
+
+fn cache() -> MutexGuard<'static, HashMap<CacheKey, Weak<Inner>>> {
+    CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Number of shared pages this process has mapped right now.
+pub(crate) fn mapping_count() -> usize {
+    MAPPINGS.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+pub(crate) fn cache_len() -> usize {
+    cache().len()
+}
+
+/// Called when an `Inner` holding a page dies: forget its cache entry, unless a newer import of
+/// the same page already replaced it.
+pub(crate) fn forget(key: CacheKey, dying: *const Inner) {
+    let mut cache = cache();
+    if cache.get(&key).is_some_and(|entry| std::ptr::eq(entry.as_ptr(), dying)) {
+        cache.remove(&key);
+    }
+}
+
+/// One mapping of a shared page plus this process's own fd for it. Unmaps and closes on drop.
+pub(crate) struct SharedPage {
+    ptr: NonNull<PageLayout>,
+    fd: OwnedFd,
+    writable: bool,
+    pub(crate) key: CacheKey,
+}
+
+// SAFETY: the mapping is owned by this value and unmapped only in `Drop`; all access to the
+// mapped memory goes through atomics (`PageLayout` consists of atomics only), so it may be used
+// from any thread.
+unsafe impl Send for SharedPage {}
+// SAFETY: see `Send`: shared references only give out `&PageLayout`, whose fields are atomics.
+unsafe impl Sync for SharedPage {}
+
+impl SharedPage {
+    /// Maps the first 4096 bytes of `fd` (whose size the caller has checked and sealed).
+    fn map(fd: OwnedFd, writable: bool, key: CacheKey) -> io::Result<SharedPage> {
+        let prot = if writable {
+            ProtFlags::READ | ProtFlags::WRITE
+        } else {
+            ProtFlags::READ
+        };
+        // SAFETY: a new mapping at an address the kernel picks, so it aliases no Rust object; the
+        // file is at least PAGE_SIZE bytes long and sealed against shrinking (checked by the
+        // caller, or created so), so touching the mapping cannot fault.
+        let raw = unsafe { rustix::mm::mmap(std::ptr::null_mut(), PAGE_SIZE, prot, MapFlags::SHARED, &fd, 0)? };
+        let ptr = NonNull::new(raw.cast::<PageLayout>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        MAPPINGS.fetch_add(1, Ordering::Relaxed);
+        Ok(SharedPage { ptr, fd, writable, key })
+    }
+
+    pub(crate) fn layout(&self) -> &PageLayout {
+        // SAFETY: `ptr` is a live, page-aligned mapping of PAGE_SIZE >= size_of::<PageLayout>()
+        // bytes for as long as `self` lives; the memory is initialised (file pages read as zero
+        // or hold what a peer wrote, and every bit pattern is a valid atomic integer); and it is
+        // only accessed through atomics, which allows concurrent writers. On a read-only mapping
+        // the rest of the crate only ever performs relaxed loads (see `state::load32`).
+        unsafe { self.ptr.as_ref() }
+    }
+
+    pub(crate) fn sync(&self) -> &SyncState {
+        &self.layout().sync
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub(crate) fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// A new read-only fd for the same memfd (`/proc/self/fd/N` reopened `O_RDONLY`). Marks the
+    /// page so that signalers always wake, since read-only waiters cannot register.
+    pub(crate) fn reopen_read_only(&self) -> io::Result<OwnedFd> {
+        let path = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
+        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        self.allow_read_only_waiters();
+        Ok(fd)
+    }
+
+    pub(crate) fn allow_read_only_waiters(&self) {
+        if self.writable {
+            self.sync().waiters.fetch_or(WAKE_ALWAYS, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/PAGE_SIZE is exactly the mapping made in `map`; no reference into it
+        // outlives `self` (they all borrow `self`), so nothing uses it after this.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), PAGE_SIZE) };
+        MAPPINGS.fetch_sub(1, Ordering::Relaxed);
+        // `fd` is closed when the field drops.
+    }
+}
+
+fn key_of(st: &rustix::fs::Stat, writable: bool) -> CacheKey {
+    CacheKey {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        writable,
+    }
+}
+
+/// A new sealed page holding a payload.
+pub(crate) fn create(kind: PayloadKind, initial: u64, owner: &DeviceIdentity) -> io::Result<Arc<Inner>> {
+    let fd = rustix::fs::memfd_create(MEMFD_NAME, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    rustix::fs::ftruncate(&fd, PAGE_SIZE as u64)?;
+    let st = rustix::fs::fstat(&fd)?;
+    let key = key_of(&st, true);
+    let page = SharedPage::map(fd, true, key)?;
+    page.layout().init(kind, initial, owner);
+    rustix::fs::fcntl_add_seals(page.fd(), REQUIRED_SEALS)?;
+    let inner = Arc::new(Inner {
+        kind,
+        body: Body::Shared { page, identity: *owner },
+    });
+    cache().insert(key, Arc::downgrade(&inner));
+    Ok(inner)
+}
+
+/// Checks and maps (or finds the existing mapping of) the page behind `fd`.
+pub(crate) fn import(fd: BorrowedFd<'_>, identity: &DeviceIdentity) -> Result<Arc<Inner>, ImportError> {
+    // Seals first: once SHRINK|GROW|SEAL are in place the size checked below cannot change.
+    let seals = rustix::fs::fcntl_get_seals(fd)
+        .map_err(|e| ImportError::NotAPayload(format!("cannot read seals ({e}); not a sealed memfd")))?;
+    if !seals.contains(REQUIRED_SEALS) {
+        return Err(ImportError::NotAPayload(format!(
+            "memfd lacks the required seals (has {seals:?})"
+        )));
+    }
+    let st = rustix::fs::fstat(fd).map_err(|e| ImportError::NotAPayload(format!("fstat failed: {e}")))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(ImportError::NotAPayload("not a regular file".into()));
+    }
+    if st.st_size != PAGE_SIZE as i64 {
+        return Err(ImportError::NotAPayload(format!(
+            "size {} instead of {PAGE_SIZE}",
+            st.st_size
+        )));
+    }
+    let flags =
+        rustix::fs::fcntl_getfl(fd).map_err(|e| ImportError::NotAPayload(format!("fcntl(F_GETFL) failed: {e}")))?;
+    let access = flags & OFlags::RWMODE;
+    let writable = if access == OFlags::RDWR {
+        true
+    } else if access == OFlags::RDONLY {
+        false
+    } else {
+        return Err(ImportError::NotAPayload("fd is opened write-only".into()));
+    };
+    let key = key_of(&st, writable);
+
+    let mut cache = cache();
+    if let Some(existing) = cache.get(&key).and_then(Weak::upgrade) {
+        drop(cache);
+        return match &existing.body {
+            Body::Shared { identity: cached, .. } if cached == identity => Ok(existing),
+            Body::Shared { .. } => Err(ImportError::OtherDevice),
+            _ => Err(ImportError::NotAPayload("internal: cache entry is not a page".into())),
+        };
+    }
+    let own = rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| ImportError::Io(e.into()))?;
+    let page = SharedPage::map(own, writable, key).map_err(ImportError::Io)?;
+    let header = page.layout().read_header();
+    if header.magic != MAGIC {
+        return Err(ImportError::BadHeader(format!("bad magic {:02x?}", header.magic)));
+    }
+    if header.version != VERSION {
+        return Err(ImportError::BadHeader(format!(
+            "unsupported version {}",
+            header.version
+        )));
+    }
+    let Some(kind) = kind_from_u32(header.kind) else {
+        return Err(ImportError::BadHeader(format!("unknown kind {}", header.kind)));
+    };
+    if header.layout_size != LAYOUT_SIZE {
+        return Err(ImportError::BadHeader(format!(
+            "layout size {} instead of {LAYOUT_SIZE}",
+            header.layout_size
+        )));
+    }
+    if header.identity != *identity {
+        return Err(ImportError::OtherDevice);
+    }
+    let inner = Arc::new(Inner {
+        kind,
+        body: Body::Shared {
+            page,
+            identity: header.identity,
+        },
+    });
+    cache.insert(key, Arc::downgrade(&inner));
+    drop(cache);
+    Ok(inner)
+}
