@@ -8,7 +8,6 @@
 //! A shared page can be written by any process that maps it, so nothing here trusts its bytes:
 //! the header is checked once on import and cached, and a waiter that sees garbage keeps waiting
 //! until its deadline, never longer.
-
 //!
 //! # Conventions
 //!
