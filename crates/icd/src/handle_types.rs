@@ -73,7 +73,7 @@ pub const HANDLE_TYPES: &[HandleTypeInfo] = &[
         family: HandleFamily::Fd,
         transference: Transference::Reference,
         kinds: &[Fence, Binary, Timeline],
-        implemented: false,
+        implemented: true,
     },
     HandleTypeInfo {
         handle_type: HandleType::SyncFd,
@@ -82,7 +82,7 @@ pub const HANDLE_TYPES: &[HandleTypeInfo] = &[
         family: HandleFamily::Fd,
         transference: Transference::Copy,
         kinds: &[Fence, Binary],
-        implemented: false,
+        implemented: true,
     },
     HandleTypeInfo {
         handle_type: HandleType::OpaqueWin32,

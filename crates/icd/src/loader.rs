@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use ash::vk;
 use ash::vk::Handle;
 
-use crate::entry::{command, debug_utils, device, instance, memory, queue, sync};
+use crate::entry::{command, debug_utils, device, external_fd, instance, memory, queue, sync};
 use crate::objects::device::Device;
 use crate::objects::extensions::{DeviceExtension, InstanceExtension};
 use crate::objects::instance::Instance;
@@ -339,6 +339,30 @@ pub static COMMANDS: LazyLock<Vec<CommandEntry>> = LazyLock::new(|| {
             Device,
             dev(D::TimelineSemaphore),
             sync::get_semaphore_counter_value
+        ),
+        cmd!(
+            c"vkGetFenceFdKHR",
+            Device,
+            dev(D::ExternalFenceFd),
+            external_fd::get_fence_fd
+        ),
+        cmd!(
+            c"vkImportFenceFdKHR",
+            Device,
+            dev(D::ExternalFenceFd),
+            external_fd::import_fence_fd
+        ),
+        cmd!(
+            c"vkGetSemaphoreFdKHR",
+            Device,
+            dev(D::ExternalSemaphoreFd),
+            external_fd::get_semaphore_fd
+        ),
+        cmd!(
+            c"vkImportSemaphoreFdKHR",
+            Device,
+            dev(D::ExternalSemaphoreFd),
+            external_fd::import_semaphore_fd
         ),
         cmd!(c"vkCreateEvent", Device, Core, sync::create_event),
         cmd!(c"vkDestroyEvent", Device, Core, sync::destroy_event),

@@ -53,6 +53,7 @@ mod many;
 mod page;
 mod state;
 mod sync_file;
+mod sync_file_export;
 
 #[cfg(test)]
 mod tests;
@@ -462,6 +463,15 @@ impl Payload {
         }
     }
 
+    /// SYNC_FD export of a flag payload: `None` when it is signaled now (the signal is taken,
+    /// and `-1` stands for "already signaled"), otherwise a new close-on-exec fd that polls
+    /// readable once the payload is signaled, at which point the signal is taken from the
+    /// payload (a fence reset, a semaphore wait). A sync-file payload re-exports a duplicate of
+    /// its own fd.
+    pub fn export_sync_file(&self) -> std::io::Result<Option<OwnedFd>> {
+        sync_file_export::export(self)
+    }
+
     /// Binary semaphore: takes the signal if there is one.
     ///
     /// Also for fences. A read-only page: false (nothing can be taken). Counters and sync
@@ -515,6 +525,11 @@ fn deadline_sleep(deadline: Deadline) {
             None => std::thread::sleep(Duration::from_secs(3600)),
         }
     }
+}
+
+/// SYNC_FD exports whose payload has not been signaled yet. For tests and diagnostics.
+pub fn pending_sync_file_exports() -> usize {
+    sync_file_export::pending_exports()
 }
 
 /// Number of shared pages mapped in this process right now (each import of a page that is

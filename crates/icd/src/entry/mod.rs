@@ -8,6 +8,7 @@
 //! | `device.rs` | device, queues |
 //! | `sync.rs` | fences, semaphores, events, host waits and signals |
 //! | `queue.rs` | `vkQueueSubmit`, `vkQueueSubmit2`, idle waits |
+//! | `external_fd.rs` | `vkGetFenceFdKHR`, `vkImportFenceFdKHR`, `vkGetSemaphoreFdKHR`, `vkImportSemaphoreFdKHR` |
 //! | `memory.rs` | device memory and buffers |
 //! | `command.rs` | command pools, command buffers, recorded commands |
 //! | `debug_utils.rs` | `VK_EXT_debug_utils` |
@@ -15,6 +16,7 @@
 pub mod command;
 pub mod debug_utils;
 pub mod device;
+pub mod external_fd;
 pub mod instance;
 pub mod memory;
 pub mod queue;

@@ -18,6 +18,9 @@ pub struct PayloadSlot {
 struct Slots {
     permanent: Payload,
     temporary: Option<Payload>,
+    /// The permanent payload came from an import (export then follows
+    /// `exportFromImportedHandleTypes`, not the create-time export types).
+    permanent_imported: bool,
 }
 
 /// How an import installs its payload.
@@ -56,6 +59,12 @@ impl PayloadSlot {
         self.lock().temporary.is_some()
     }
 
+    /// Whether the active payload was imported (temporarily or permanently).
+    pub fn active_is_imported(&self) -> bool {
+        let s = self.lock();
+        s.temporary.is_some() || s.permanent_imported
+    }
+
     /// The active payload, restoring the permanent one afterwards (a semaphore's next wait; any
     /// export; a fence reset).
     pub fn take_active(&self) -> Payload {
@@ -82,6 +91,7 @@ impl PayloadSlot {
             Permanence::Permanent => {
                 s.permanent = payload;
                 s.temporary = None;
+                s.permanent_imported = true;
             }
         }
     }
