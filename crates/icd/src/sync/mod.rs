@@ -36,6 +36,7 @@ impl PayloadSlot {
             inner: Mutex::new(Slots {
                 permanent,
                 temporary: None,
+                permanent_imported: false,
             }),
         }
     }
