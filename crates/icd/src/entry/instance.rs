@@ -122,8 +122,8 @@ pub unsafe extern "system" fn enumerate_instance_layer_properties(
 /// # Safety
 /// Per `vkEnumerateInstanceVersion`.
 pub unsafe extern "system" fn enumerate_instance_version(version: *mut u32) -> vk::Result {
-    // SAFETY: writable per valid usage.
     guard(|| {
+        // SAFETY: writable per valid usage.
         result(unsafe {
             write_out(
                 version,
@@ -499,8 +499,8 @@ pub unsafe extern "system" fn get_physical_device_sparse_image_format_properties
     count: *mut u32,
     _out: *mut vk::SparseImageFormatProperties,
 ) {
-    // SAFETY: `count` is writable per valid usage.
     guard_or((), || {
+        // SAFETY: `count` is writable per valid usage.
         if let Some(n) = unsafe { count.as_mut() } {
             *n = 0
         }
@@ -515,8 +515,8 @@ pub unsafe extern "system" fn get_physical_device_sparse_image_format_properties
     count: *mut u32,
     _out: *mut vk::SparseImageFormatProperties2<'_>,
 ) {
-    // SAFETY: `count` is writable per valid usage.
     guard_or((), || {
+        // SAFETY: `count` is writable per valid usage.
         if let Some(n) = unsafe { count.as_mut() } {
             *n = 0
         }
