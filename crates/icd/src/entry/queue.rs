@@ -11,14 +11,14 @@ use super::{VkResult, dispatchable, find_in_chain, guard, input_slice, result};
 use crate::handle_table::{FENCES, SEMAPHORES};
 use crate::objects::command::{CommandBuffer, RecordingState};
 use crate::objects::queue::{Batch, BatchSignal, BatchWait, Queue};
-use crate::sync::semaphore::{Semaphore, SemaphoreType};
+use crate::sync::semaphore::{OpValues, Semaphore, SemaphoreType};
 
 /// One submitted batch, as handles and values, whichever command it came from.
 #[derive(Default)]
 struct SubmitDesc {
-    waits: Vec<(vk::Semaphore, u64)>,
+    waits: Vec<(vk::Semaphore, OpValues)>,
     command_buffers: Vec<vk::CommandBuffer>,
-    signals: Vec<(vk::Semaphore, u64)>,
+    signals: Vec<(vk::Semaphore, OpValues)>,
 }
 
 /// # Safety
@@ -37,42 +37,13 @@ pub unsafe fn command_buffer<'a>(handle: vk::CommandBuffer) -> Option<&'a Comman
     unsafe { dispatchable::<CommandBuffer>(handle.as_raw()) }
 }
 
-struct ResolvedWait {
-    semaphore: Arc<Semaphore>,
-    value: u64,
-}
-
 /// Checks every handle of every batch first, then resolves payloads, so a rejected submit
 /// changes nothing (a temporary payload is only consumed by a submit that goes through).
 fn build_batches(q: &Queue, descs: Vec<SubmitDesc>, fence: vk::Fence) -> VkResult<Vec<Batch>> {
     let mut checked = Vec::with_capacity(descs.len());
     for desc in descs {
-        let waits = desc
-            .waits
-            .iter()
-            .map(|(s, v)| {
-                lookup(
-                    &SEMAPHORES,
-                    q,
-                    s.as_raw(),
-                    "VUID-VkSubmitInfo-pWaitSemaphores-parameter",
-                )
-                .map(|semaphore| ResolvedWait { semaphore, value: *v })
-            })
-            .collect::<VkResult<Vec<_>>>()?;
-        let signals = desc
-            .signals
-            .iter()
-            .map(|(s, v)| {
-                lookup(
-                    &SEMAPHORES,
-                    q,
-                    s.as_raw(),
-                    "VUID-VkSubmitInfo-pSignalSemaphores-parameter",
-                )
-                .map(|s| (s, *v))
-            })
-            .collect::<VkResult<Vec<_>>>()?;
+        let waits = resolve_semaphores(q, &desc.waits, "VUID-VkSubmitInfo-pWaitSemaphores-03239")?;
+        let signals = resolve_semaphores(q, &desc.signals, "VUID-VkSubmitInfo-pSignalSemaphores-03240")?;
         let mut work = Vec::with_capacity(desc.command_buffers.len());
         for &cb in &desc.command_buffers {
             // SAFETY: command buffer handles in a submit are live per valid usage.
@@ -116,10 +87,10 @@ fn build_batches(q: &Queue, descs: Vec<SubmitDesc>, fence: vk::Fence) -> VkResul
         .map(|(waits, work, signals)| Batch {
             waits: waits
                 .into_iter()
-                .map(|w| {
-                    let (payload, what) = w.semaphore.payload_for_wait(w.value);
+                .map(|(semaphore, values)| {
+                    let (payload, what) = semaphore.payload_for_wait(values);
                     BatchWait {
-                        semaphore: w.semaphore,
+                        semaphore,
                         payload,
                         what,
                     }
@@ -128,10 +99,9 @@ fn build_batches(q: &Queue, descs: Vec<SubmitDesc>, fence: vk::Fence) -> VkResul
             work,
             signals: signals
                 .into_iter()
-                .map(|(semaphore, value)| {
+                .map(|(semaphore, values)| {
                     let payload = semaphore.slot.active();
-                    let value = (semaphore.semaphore_type == SemaphoreType::Timeline || payload.kind().is_counter())
-                        .then_some(value);
+                    let value = values.for_payload(payload.kind());
                     BatchSignal {
                         semaphore,
                         payload,
@@ -154,12 +124,52 @@ fn build_batches(q: &Queue, descs: Vec<SubmitDesc>, fence: vk::Fence) -> VkResul
     Ok(batches)
 }
 
-/// Pairs semaphores with their timeline values (0 for binary semaphores or missing values).
-fn with_values(semaphores: &[vk::Semaphore], values: Option<&[u64]>) -> Vec<(vk::Semaphore, u64)> {
+/// Looks up the semaphores of one side of a batch; a timeline semaphore needs a value.
+fn resolve_semaphores(
+    q: &Queue,
+    ops: &[(vk::Semaphore, OpValues)],
+    missing_value_vuid: &str,
+) -> VkResult<Vec<(Arc<Semaphore>, OpValues)>> {
+    ops.iter()
+        .map(|(handle, values)| {
+            let semaphore = lookup(
+                &SEMAPHORES,
+                q,
+                handle.as_raw(),
+                "VUID-VkSubmitInfo-pWaitSemaphores-parameter",
+            )?;
+            if semaphore.semaphore_type == SemaphoreType::Timeline
+                && values.timeline.is_none()
+                && values.d3d12.is_none()
+            {
+                q.debug.validation(
+                    missing_value_vuid,
+                    "a timeline semaphore in a submit needs a value (VkTimelineSemaphoreSubmitInfo)",
+                );
+                return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
+            }
+            Ok((semaphore, *values))
+        })
+        .collect()
+}
+
+/// Pairs semaphores with the values a `VkSubmitInfo`'s chain gives them (an array shorter than
+/// the semaphore list gives no value to the rest).
+fn with_values(
+    semaphores: &[vk::Semaphore],
+    timeline: Option<&[u64]>,
+    d3d12: Option<&[u64]>,
+) -> Vec<(vk::Semaphore, OpValues)> {
     semaphores
         .iter()
         .enumerate()
-        .map(|(i, s)| (*s, values.and_then(|v| v.get(i)).copied().unwrap_or(0)))
+        .map(|(i, s)| {
+            let values = OpValues {
+                timeline: timeline.and_then(|v| v.get(i)).copied(),
+                d3d12: d3d12.and_then(|v| v.get(i)).copied(),
+            };
+            (*s, values)
+        })
         .collect()
 }
 
@@ -180,31 +190,41 @@ pub unsafe extern "system" fn queue_submit(
             let mut descs = Vec::with_capacity(submits.len());
             for s in submits {
                 // SAFETY: each array holds the count its structure gives; the chain is valid.
-                let (waits, cbs, signals, timeline) = unsafe {
+                let (waits, cbs, signals, timeline, d3d12) = unsafe {
                     (
                         input_slice(s.p_wait_semaphores, s.wait_semaphore_count),
                         input_slice(s.p_command_buffers, s.command_buffer_count),
                         input_slice(s.p_signal_semaphores, s.signal_semaphore_count),
                         find_in_chain::<vk::TimelineSemaphoreSubmitInfo<'_>>(s.p_next),
+                        find_in_chain::<vk::D3D12FenceSubmitInfoKHR<'_>>(s.p_next),
                     )
                 };
                 let (Some(waits), Some(cbs), Some(signals)) = (waits, cbs, signals) else {
                     return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
                 };
-                // SAFETY: the value arrays hold the counts the structure gives.
-                let (wait_values, signal_values) = unsafe {
-                    match timeline {
-                        Some(t) => (
-                            input_slice(t.p_wait_semaphore_values, t.wait_semaphore_value_count),
-                            input_slice(t.p_signal_semaphore_values, t.signal_semaphore_value_count),
-                        ),
-                        None => (None, None),
-                    }
+                if let Some(d) = d3d12
+                    && (d.wait_semaphore_values_count != s.wait_semaphore_count
+                        || d.signal_semaphore_values_count != s.signal_semaphore_count)
+                {
+                    q.debug.validation(
+                        "VUID-VkD3D12FenceSubmitInfoKHR-waitSemaphoreValuesCount-00079",
+                        "VkD3D12FenceSubmitInfoKHR counts must equal the submit's semaphore counts",
+                    );
+                    return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
+                }
+                // SAFETY: the value arrays hold the counts their structures give.
+                let (wait_values, signal_values, d3d12_waits, d3d12_signals) = unsafe {
+                    (
+                        timeline.and_then(|t| input_slice(t.p_wait_semaphore_values, t.wait_semaphore_value_count)),
+                        timeline.and_then(|t| input_slice(t.p_signal_semaphore_values, t.signal_semaphore_value_count)),
+                        d3d12.and_then(|d| input_slice(d.p_wait_semaphore_values, d.wait_semaphore_values_count)),
+                        d3d12.and_then(|d| input_slice(d.p_signal_semaphore_values, d.signal_semaphore_values_count)),
+                    )
                 };
                 descs.push(SubmitDesc {
-                    waits: with_values(waits, wait_values),
+                    waits: with_values(waits, wait_values, d3d12_waits),
                     command_buffers: cbs.to_vec(),
-                    signals: with_values(signals, signal_values),
+                    signals: with_values(signals, signal_values, d3d12_signals),
                 });
             }
             let batches = build_batches(q, descs, fence)?;
@@ -242,9 +262,31 @@ pub unsafe extern "system" fn queue_submit2(
                     return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
                 };
                 descs.push(SubmitDesc {
-                    waits: waits.iter().map(|w| (w.semaphore, w.value)).collect(),
+                    waits: waits
+                        .iter()
+                        .map(|w| {
+                            (
+                                w.semaphore,
+                                OpValues {
+                                    timeline: Some(w.value),
+                                    d3d12: None,
+                                },
+                            )
+                        })
+                        .collect(),
                     command_buffers: cbs.iter().map(|c| c.command_buffer).collect(),
-                    signals: signals.iter().map(|w| (w.semaphore, w.value)).collect(),
+                    signals: signals
+                        .iter()
+                        .map(|w| {
+                            (
+                                w.semaphore,
+                                OpValues {
+                                    timeline: Some(w.value),
+                                    d3d12: None,
+                                },
+                            )
+                        })
+                        .collect(),
                 });
             }
             let batches = build_batches(q, descs, fence)?;

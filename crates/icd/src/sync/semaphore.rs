@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use ash::vk;
-use tether_payload::{Payload, WaitFor};
+use tether_payload::{Payload, PayloadKind, WaitFor};
 
 use super::PayloadSlot;
 
@@ -11,6 +11,27 @@ use super::PayloadSlot;
 pub enum SemaphoreType {
     Binary,
     Timeline,
+}
+
+/// The values a submit gives one semaphore operation: from `VkTimelineSemaphoreSubmitInfo` (or
+/// `VkSemaphoreSubmitInfo`) and from `VkD3D12FenceSubmitInfoKHR`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpValues {
+    pub timeline: Option<u64>,
+    pub d3d12: Option<u64>,
+}
+
+impl OpValues {
+    /// The value that applies to a payload of `kind`: a D3D12 fence takes the D3D12 value (else
+    /// the timeline one), a timeline takes the timeline value, flags take none. D3D12 values are
+    /// ignored for payloads that are not D3D12 fences, as the spec says.
+    pub fn for_payload(self, kind: PayloadKind) -> Option<u64> {
+        match kind {
+            PayloadKind::D3d12Fence => self.d3d12.or(self.timeline),
+            PayloadKind::Timeline => self.timeline,
+            PayloadKind::Fence | PayloadKind::BinarySemaphore => None,
+        }
+    }
 }
 
 pub struct Semaphore {
@@ -40,12 +61,12 @@ impl Semaphore {
 
     /// The payload a submitted wait acts on, and what it waits for. A temporary payload is used
     /// by this wait and the permanent one restored after it.
-    pub fn payload_for_wait(&self, value: u64) -> (Payload, WaitFor) {
+    pub fn payload_for_wait(&self, values: OpValues) -> (Payload, WaitFor) {
         let payload = self.slot.take_active();
-        let what = if payload.kind().is_counter() {
-            WaitFor::AtLeast(value)
-        } else {
-            WaitFor::Consume
+        let what = match values.for_payload(payload.kind()) {
+            Some(v) => WaitFor::AtLeast(v),
+            None if payload.kind().is_counter() => WaitFor::Signaled,
+            None => WaitFor::Consume,
         };
         (payload, what)
     }
