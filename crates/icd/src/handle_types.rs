@@ -91,7 +91,7 @@ pub const HANDLE_TYPES: &[HandleTypeInfo] = &[
         family: HandleFamily::Win32,
         transference: Transference::Reference,
         kinds: &[Fence, Binary, Timeline],
-        implemented: false,
+        implemented: true,
     },
     HandleTypeInfo {
         handle_type: HandleType::OpaqueWin32Kmt,
@@ -100,7 +100,7 @@ pub const HANDLE_TYPES: &[HandleTypeInfo] = &[
         family: HandleFamily::Win32,
         transference: Transference::Reference,
         kinds: &[Fence, Binary, Timeline],
-        implemented: false,
+        implemented: true,
     },
     HandleTypeInfo {
         handle_type: HandleType::D3d12Fence,
@@ -109,7 +109,7 @@ pub const HANDLE_TYPES: &[HandleTypeInfo] = &[
         family: HandleFamily::Win32,
         transference: Transference::Reference,
         kinds: &[Binary, Timeline],
-        implemented: false,
+        implemented: true,
     },
 ];
 

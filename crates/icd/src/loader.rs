@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use ash::vk;
 use ash::vk::Handle;
 
-use crate::entry::{command, debug_utils, device, external_fd, instance, memory, queue, sync};
+use crate::entry::{command, debug_utils, device, external_fd, external_win32, instance, memory, queue, sync};
 use crate::objects::device::Device;
 use crate::objects::extensions::{DeviceExtension, InstanceExtension};
 use crate::objects::instance::Instance;
@@ -363,6 +363,30 @@ pub static COMMANDS: LazyLock<Vec<CommandEntry>> = LazyLock::new(|| {
             Device,
             dev(D::ExternalSemaphoreFd),
             external_fd::import_semaphore_fd
+        ),
+        cmd!(
+            c"vkGetFenceWin32HandleKHR",
+            Device,
+            dev(D::ExternalFenceWin32),
+            external_win32::get_fence_win32_handle
+        ),
+        cmd!(
+            c"vkImportFenceWin32HandleKHR",
+            Device,
+            dev(D::ExternalFenceWin32),
+            external_win32::import_fence_win32_handle
+        ),
+        cmd!(
+            c"vkGetSemaphoreWin32HandleKHR",
+            Device,
+            dev(D::ExternalSemaphoreWin32),
+            external_win32::get_semaphore_win32_handle
+        ),
+        cmd!(
+            c"vkImportSemaphoreWin32HandleKHR",
+            Device,
+            dev(D::ExternalSemaphoreWin32),
+            external_win32::import_semaphore_win32_handle
         ),
         cmd!(c"vkCreateEvent", Device, Core, sync::create_event),
         cmd!(c"vkDestroyEvent", Device, Core, sync::destroy_event),

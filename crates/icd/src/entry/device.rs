@@ -12,12 +12,16 @@ use crate::objects::extensions::{self, DEVICE_EXTENSIONS, ExtensionSet};
 use crate::objects::physical_device::{PhysicalDevice, QUEUE_COUNT};
 use crate::objects::queue::Queue;
 
-/// The `VkBool32` members of a features structure, after its sType/pNext header if it has one.
+/// The `VkBool32` members of a features structure, after its sType/pNext header if it has one and
+/// up to `end` bytes: the end of its last member. Trailing padding (8 bytes of alignment after an
+/// odd number of members, as in `VkPhysicalDeviceVulkan12Features`) is not read: it is not
+/// initialized memory and may hold anything.
 ///
 /// # Safety
-/// `T` must be a Vulkan features structure: `header` bytes then only `VkBool32` members.
-unsafe fn feature_bits<T>(features: &T, header: usize) -> &[vk::Bool32] {
-    let len = (size_of::<T>() - header) / size_of::<vk::Bool32>();
+/// `T` must be a Vulkan features structure: `header` bytes then only `VkBool32` members up to
+/// `end <= size_of::<T>()`.
+unsafe fn feature_bits<T>(features: &T, header: usize, end: usize) -> &[vk::Bool32] {
+    let len = (end.min(size_of::<T>()) - header) / size_of::<vk::Bool32>();
     // SAFETY: per the caller's contract the bytes after `header` are `len` Bool32 values.
     unsafe {
         std::slice::from_raw_parts(
@@ -31,14 +35,28 @@ unsafe fn feature_bits<T>(features: &T, header: usize) -> &[vk::Bool32] {
 ///
 /// # Safety
 /// As for [`feature_bits`].
-unsafe fn asks_for_more<T>(requested: &T, supported: &T, header: usize) -> bool {
+unsafe fn asks_for_more<T>(requested: &T, supported: &T, header: usize, end: usize) -> bool {
     // SAFETY: forwarded contract.
-    let (r, s) = unsafe { (feature_bits(requested, header), feature_bits(supported, header)) };
+    let (r, s) = unsafe {
+        (
+            feature_bits(requested, header, end),
+            feature_bits(supported, header, end),
+        )
+    };
     r.iter().zip(s).any(|(r, s)| *r != vk::FALSE && *s == vk::FALSE)
 }
 
 /// Size of the sType/pNext header of an extensible structure.
 const HEADER: usize = size_of::<vk::BaseInStructure<'static>>();
+
+/// Where the `VkBool32` members of each features structure end.
+const FEATURES_END: usize = size_of::<vk::PhysicalDeviceFeatures>();
+const VULKAN11_END: usize =
+    std::mem::offset_of!(vk::PhysicalDeviceVulkan11Features<'static>, shader_draw_parameters) + size_of::<vk::Bool32>();
+const VULKAN12_END: usize = std::mem::offset_of!(
+    vk::PhysicalDeviceVulkan12Features<'static>,
+    subgroup_broadcast_dynamic_id
+) + size_of::<vk::Bool32>();
 
 /// The features a create info enables, checked against what the device has.
 struct EnabledFeatures {
@@ -57,7 +75,7 @@ unsafe fn enabled_features(pd: &PhysicalDevice, info: &vk::DeviceCreateInfo<'_>)
     // SAFETY: `pEnabledFeatures` is NULL or valid.
     if let Some(f) = unsafe { input(info.p_enabled_features) }
         // SAFETY: PhysicalDeviceFeatures is all Bool32.
-        && unsafe { asks_for_more(f, &supported, 0) }
+        && unsafe { asks_for_more(f, &supported, 0, FEATURES_END) }
     {
         return Err(vk::Result::ERROR_FEATURE_NOT_PRESENT);
     }
@@ -69,13 +87,13 @@ unsafe fn enabled_features(pd: &PhysicalDevice, info: &vk::DeviceCreateInfo<'_>)
             match s.s_type {
                 vk::StructureType::PHYSICAL_DEVICE_FEATURES_2 => {
                     let f = &*ptr.cast::<vk::PhysicalDeviceFeatures2<'_>>();
-                    if asks_for_more(&f.features, &supported, 0) {
+                    if asks_for_more(&f.features, &supported, 0, FEATURES_END) {
                         return Err(vk::Result::ERROR_FEATURE_NOT_PRESENT);
                     }
                 }
                 vk::StructureType::PHYSICAL_DEVICE_VULKAN_1_1_FEATURES => {
                     let f = &*ptr.cast::<vk::PhysicalDeviceVulkan11Features<'_>>();
-                    if asks_for_more(f, &vk::PhysicalDeviceVulkan11Features::default(), HEADER) {
+                    if asks_for_more(f, &vk::PhysicalDeviceVulkan11Features::default(), HEADER, VULKAN11_END) {
                         return Err(vk::Result::ERROR_FEATURE_NOT_PRESENT);
                     }
                 }
@@ -85,7 +103,7 @@ unsafe fn enabled_features(pd: &PhysicalDevice, info: &vk::DeviceCreateInfo<'_>)
                         timeline_semaphore: vk::TRUE,
                         ..Default::default()
                     };
-                    if asks_for_more(f, &ours, HEADER) {
+                    if asks_for_more(f, &ours, HEADER, VULKAN12_END) {
                         return Err(vk::Result::ERROR_FEATURE_NOT_PRESENT);
                     }
                     enabled.timeline_semaphores |= f.timeline_semaphore != vk::FALSE;

@@ -11,8 +11,10 @@ use super::{
     VkResult, chain, dispatchable, fill_out, find_in_chain, for_each_out, guard, guard_or, input, result, write_array,
     write_out,
 };
-use crate::debug::DebugReporter;
-use crate::entry::debug_utils;
+use crate::debug::{DebugReporter, Messenger};
+
+/// The handle value of messengers chained into `VkInstanceCreateInfo` (they have no handle).
+const CREATE_TIME_MESSENGER: u64 = 0;
 use crate::handle_types::{self, ObjectKind};
 use crate::objects::Dispatchable;
 use crate::objects::extensions::{self, DEVICE_EXTENSIONS, ExtensionSet, INSTANCE_EXTENSIONS};
@@ -58,8 +60,9 @@ pub unsafe extern "system" fn create_instance(
                     let m = unsafe {
                         &*(s as *const vk::BaseInStructure<'_>).cast::<vk::DebugUtilsMessengerCreateInfoEXT<'_>>()
                     };
-                    if let Some(handle) = debug_utils::register(&debug, m) {
-                        instance.create_time_messengers.push(handle);
+                    if let Some(m) = Messenger::from_create_info(CREATE_TIME_MESSENGER, m) {
+                        debug.add(m);
+                        instance.create_time_messengers.push(m);
                     }
                 }
             }
@@ -68,7 +71,10 @@ pub unsafe extern "system" fn create_instance(
             unsafe { write_out(out, vk::Instance::from_raw(raw as u64)) }.inspect_err(|_| {
                 // SAFETY: `raw` was just leaked from a Box and never shared.
                 drop(unsafe { Box::from_raw(raw) });
-            })
+            })?;
+            // Chained messengers cover vkCreateInstance and vkDestroyInstance only.
+            debug.remove(CREATE_TIME_MESSENGER);
+            Ok(())
         })())
     })
 }
@@ -83,8 +89,9 @@ pub unsafe extern "system" fn destroy_instance(instance: vk::Instance, _allocato
         }
         // SAFETY: the instance was created by `create_instance` and is destroyed once.
         let instance = unsafe { Box::from_raw(raw) };
-        for handle in &instance.object.create_time_messengers {
-            debug_utils::unregister(*handle);
+        // Messengers chained into the create info hear vkDestroyInstance again.
+        for m in &instance.object.create_time_messengers {
+            instance.object.debug.add(*m);
         }
     })
 }

@@ -9,6 +9,7 @@
 //! | `sync.rs` | fences, semaphores, events, host waits and signals |
 //! | `queue.rs` | `vkQueueSubmit`, `vkQueueSubmit2`, idle waits |
 //! | `external_fd.rs` | `vkGetFenceFdKHR`, `vkImportFenceFdKHR`, `vkGetSemaphoreFdKHR`, `vkImportSemaphoreFdKHR` |
+//! | `external_win32.rs` | `vkGetFenceWin32HandleKHR`, `vkImportFenceWin32HandleKHR`, `vkGetSemaphoreWin32HandleKHR`, `vkImportSemaphoreWin32HandleKHR` |
 //! | `memory.rs` | device memory and buffers |
 //! | `command.rs` | command pools, command buffers, recorded commands |
 //! | `debug_utils.rs` | `VK_EXT_debug_utils` |
@@ -17,6 +18,7 @@ pub mod command;
 pub mod debug_utils;
 pub mod device;
 pub mod external_fd;
+pub mod external_win32;
 pub mod instance;
 pub mod memory;
 pub mod queue;

@@ -6,6 +6,7 @@ use ash::vk;
 use ash::vk::Handle;
 use tether_payload::{Deadline, Payload, PayloadKind, WaitFor, WaitOutcome, wait_many};
 
+use super::external_win32;
 use super::{VkResult, device, find_in_chain, guard, guard_or, input, input_slice, result, write_out};
 use crate::handle_table::{DeviceChild, EVENTS, FENCES, HandleTable, Owner, SEMAPHORES};
 use crate::handle_types::{self, ObjectKind};
@@ -14,6 +15,7 @@ use crate::objects::physical_device::IDENTITY;
 use crate::sync::event::Event;
 use crate::sync::fence::Fence;
 use crate::sync::semaphore::{Semaphore, SemaphoreType};
+use crate::sync::win32::Win32Exports;
 
 /// The live object behind a handle, made on `dev`; a validation error otherwise.
 pub fn lookup<T: DeviceChild>(table: &HandleTable<T>, owner: &impl Owner, handle: u64, vuid: &str) -> VkResult<Arc<T>> {
@@ -89,10 +91,20 @@ pub unsafe extern "system" fn create_fence(
                     return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
                 }
             }
+            // Ignored without `VkExportFenceCreateInfo`, as the spec says.
+            // SAFETY: the chain is valid.
+            let win32 = match unsafe { find_in_chain::<vk::ExportFenceWin32HandleInfoKHR<'_>>(info.p_next) } {
+                // SAFETY: the structure's pointers are valid per valid usage.
+                Some(w) if !export_types.is_empty() => {
+                    unsafe { external_win32::export_attributes(dev, w.p_attributes, w.dw_access, w.name) }?
+                }
+                _ => Default::default(),
+            };
             let signaled = info.flags.contains(vk::FenceCreateFlags::SIGNALED);
             let payload = new_payload(PayloadKind::Fence, 0, !export_types.is_empty())?;
+            let fence = Fence::new(dev.id, signaled, export_types, payload, Win32Exports::new(win32));
             // SAFETY: writable output per valid usage.
-            unsafe { publish(&FENCES, Fence::new(dev.id, signaled, export_types, payload), out) }
+            unsafe { publish(&FENCES, fence, out) }
         })())
     })
 }
@@ -295,11 +307,19 @@ pub unsafe extern "system" fn create_semaphore(
                 SemaphoreType::Timeline => PayloadKind::Timeline,
             };
             let payload = new_payload(payload_kind, initial, !export_types.is_empty())?;
+            // SAFETY: the chain is valid.
+            let win32 = match unsafe { find_in_chain::<vk::ExportSemaphoreWin32HandleInfoKHR<'_>>(info.p_next) } {
+                // SAFETY: the structure's pointers are valid per valid usage.
+                Some(w) if !export_types.is_empty() => {
+                    unsafe { external_win32::export_attributes(dev, w.p_attributes, w.dw_access, w.name) }?
+                }
+                _ => Default::default(),
+            };
             // SAFETY: writable output per valid usage.
             unsafe {
                 publish(
                     &SEMAPHORES,
-                    Semaphore::new(dev.id, semaphore_type, export_types, payload),
+                    Semaphore::new(dev.id, semaphore_type, export_types, payload, Win32Exports::new(win32)),
                     out,
                 )
             }

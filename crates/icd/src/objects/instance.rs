@@ -15,8 +15,9 @@ pub struct Instance {
     pub app_api_version: u32,
     /// Owned here so its address stays valid as a `VkPhysicalDevice` for the instance's life.
     pub physical_device: Box<Dispatchable<PhysicalDevice>>,
-    /// Messengers chained into `VkInstanceCreateInfo`, removed at destroy.
-    pub create_time_messengers: Vec<u64>,
+    /// Messengers chained into `VkInstanceCreateInfo`: they hear only vkCreateInstance and
+    /// vkDestroyInstance, so they are registered during those two calls only.
+    pub create_time_messengers: Vec<crate::debug::Messenger>,
 }
 
 impl Instance {

@@ -210,16 +210,18 @@ fn execute(batch: &Batch, ctx: &WorkerContext<'_>) -> bool {
             command.execute(ctx);
         }
     }
+    // Each object stops being pending before its signal lands: a host thread woken by the
+    // signal may reset or resubmit it at once, and must not find it still pending.
     for s in &batch.signals {
+        s.semaphore.end_pending();
         match s.value {
             Some(v) => s.payload.signal_value(v),
             None => s.payload.signal(),
         }
-        s.semaphore.end_pending();
     }
     if let Some((fence, payload)) = &batch.fence {
-        payload.signal();
         fence.end_pending();
+        payload.signal();
     }
     true
 }

@@ -6,12 +6,14 @@ use ash::vk;
 use tether_payload::{Payload, PayloadKind};
 
 use super::PayloadSlot;
+use super::win32::Win32Exports;
 
 pub struct Fence {
     pub device_id: u64,
     /// `VkExportFenceCreateInfo::handleTypes` (empty for a private fence).
     pub export_types: vk::ExternalFenceHandleTypeFlags,
     pub slot: PayloadSlot,
+    pub win32: Win32Exports,
     /// Submitted batches that will signal this fence and have not yet.
     pending: AtomicU32,
 }
@@ -22,6 +24,7 @@ impl Fence {
         signaled: bool,
         export_types: vk::ExternalFenceHandleTypeFlags,
         permanent: Payload,
+        win32: Win32Exports,
     ) -> Fence {
         debug_assert_eq!(permanent.kind(), PayloadKind::Fence);
         if signaled {
@@ -31,6 +34,7 @@ impl Fence {
             device_id,
             export_types,
             slot: PayloadSlot::new(permanent),
+            win32,
             pending: AtomicU32::new(0),
         }
     }

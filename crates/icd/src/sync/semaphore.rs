@@ -6,6 +6,7 @@ use ash::vk;
 use tether_payload::{Payload, PayloadKind, WaitFor};
 
 use super::PayloadSlot;
+use super::win32::Win32Exports;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SemaphoreType {
@@ -39,6 +40,7 @@ pub struct Semaphore {
     pub semaphore_type: SemaphoreType,
     pub export_types: vk::ExternalSemaphoreHandleTypeFlags,
     pub slot: PayloadSlot,
+    pub win32: Win32Exports,
     /// Submitted waits and signals on this semaphore that have not executed yet.
     pending: AtomicU32,
 }
@@ -49,12 +51,14 @@ impl Semaphore {
         semaphore_type: SemaphoreType,
         export_types: vk::ExternalSemaphoreHandleTypeFlags,
         permanent: Payload,
+        win32: Win32Exports,
     ) -> Semaphore {
         Semaphore {
             device_id,
             semaphore_type,
             export_types,
             slot: PayloadSlot::new(permanent),
+            win32,
             pending: AtomicU32::new(0),
         }
     }

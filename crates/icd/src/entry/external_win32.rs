@@ -1,0 +1,486 @@
+//! `VK_KHR_external_fence_win32` and `VK_KHR_external_semaphore_win32`:
+//! `vkGetFenceWin32HandleKHR`, `vkImportFenceWin32HandleKHR`, `vkGetSemaphoreWin32HandleKHR`,
+//! `vkImportSemaphoreWin32HandleKHR`, and the create-time `VkExport*Win32HandleInfoKHR`.
+//!
+//! The handle model is DESIGN.md's contracts 2–4, implemented by `tether_handles`: an NT handle
+//! (OPAQUE_WIN32, D3D12_FENCE) is a new fd the caller owns, a KMT handle (OPAQUE_WIN32_KMT) is a
+//! global value the broker resolves, a name is resolved through the broker. An import never takes
+//! ownership of the caller's handle: the payload keeps its own duplicate.
+
+use std::ffi::c_void;
+
+use ash::vk;
+use ash::vk::Handle;
+use tether_handles::{BorrowedHandle, Broker, HandleError, KmtHandle, ObjectName};
+use tether_payload::{Payload, PayloadKind};
+
+use super::external_fd::{invalid_handle, invalid_usage, payload_fits_semaphore};
+use super::sync::lookup;
+use super::{VkResult, device, guard, input, result, write_out};
+use crate::handle_table::{FENCES, SEMAPHORES};
+use crate::handle_types::{HandleFamily, HandleType, HandleTypeInfo, ObjectKind};
+use crate::objects::device::Device;
+use crate::objects::physical_device::IDENTITY;
+use crate::sync::semaphore::SemaphoreType;
+use crate::sync::win32::{ExportError, Win32ExportAttributes, Win32Exports};
+use crate::sync::{PayloadSlot, Permanence};
+
+/// `SECURITY_ATTRIBUTES` as C lays it out on LP64 Linux.
+#[repr(C)]
+struct SecurityAttributes {
+    length: u32,
+    security_descriptor: *mut c_void,
+    inherit_handle: i32,
+}
+
+/// Reads `VkExport{Fence,Semaphore}Win32HandleInfoKHR` fields into export attributes.
+///
+/// # Safety
+/// `attributes` must be NULL or point to a `SECURITY_ATTRIBUTES`; `name` NULL or a
+/// NUL-terminated UTF-16 string.
+pub unsafe fn export_attributes(
+    dev: &Device,
+    attributes: *const c_void,
+    access: std::ffi::c_ulong,
+    name: *const u16,
+) -> VkResult<Win32ExportAttributes> {
+    // SAFETY: per the caller's contract.
+    let inheritable =
+        unsafe { attributes.cast::<SecurityAttributes>().as_ref() }.is_some_and(|a| a.inherit_handle != 0);
+    let name = if name.is_null() {
+        None
+    } else {
+        // SAFETY: per the caller's contract; the scan is bounded by the name length limit.
+        match unsafe { ObjectName::from_lpcwstr(name) } {
+            Ok(n) => Some(n),
+            Err(e) => {
+                return Err(invalid_usage(
+                    dev,
+                    "VUID-VkExportFenceWin32HandleInfoKHR-name-parameter",
+                    &format!("bad export name: {e}"),
+                ));
+            }
+        }
+    };
+    // DWORD is 32 bits on Windows; ash declares it `c_ulong`, so only the low half is the field.
+    Ok(Win32ExportAttributes {
+        inheritable,
+        access: access as u32,
+        name,
+    })
+}
+
+/// The broker tag stored with a registration: which handle type exported it.
+fn tag(row: &HandleTypeInfo) -> u32 {
+    row.handle_type as u32
+}
+
+fn broker_error(dev: &Device, what: &str, e: HandleError) -> vk::Result {
+    invalid_handle(dev, &format!("{what}: {e}"))
+}
+
+/// Exports the active payload of an object as a Win32 handle value.
+fn export(
+    dev: &Device,
+    slot: &PayloadSlot,
+    exports: &Win32Exports,
+    row: &HandleTypeInfo,
+    nt_vuid: &str,
+) -> VkResult<isize> {
+    let payload = slot.take_active();
+    if payload.share_fd().is_none() {
+        return Err(invalid_usage(
+            dev,
+            nt_vuid,
+            "the current payload cannot be exported as a Win32 handle (not created exportable, or imported from a SYNC_FD)",
+        ));
+    }
+    match row.handle_type {
+        HandleType::OpaqueWin32Kmt => match exports.kmt(&payload, tag(row)) {
+            Ok(kmt) => Ok(kmt.as_raw_handle()),
+            Err(ExportError::Broker(e)) => Err(export_failed(dev, &e)),
+            Err(ExportError::AlreadyExported) => Err(vk::Result::ERROR_UNKNOWN),
+        },
+        _ => {
+            let type_bit = row.semaphore_bit.as_raw() | row.fence_bit.as_raw();
+            if let Err(e) = exports.begin_nt_export(type_bit, &payload, tag(row)) {
+                return Err(match e {
+                    ExportError::AlreadyExported => invalid_usage(
+                        dev,
+                        nt_vuid,
+                        "an NT handle of this type was already exported from this object; duplicate that handle instead",
+                    ),
+                    ExportError::Broker(HandleError::AlreadyExists) => {
+                        invalid_handle(dev, "the export name is already in use by another object")
+                    }
+                    ExportError::Broker(e) => export_failed(dev, &e),
+                });
+            }
+            let attrs = &exports.attributes;
+            let handle = if attrs.allows_signal() {
+                payload
+                    .share_fd()
+                    .map(|fd| tether_handles::nt::duplicate_handle(fd, attrs.inheritable))
+            } else {
+                payload.open_read_only_fd().ok().flatten().map(|fd| {
+                    let nt = tether_handles::NtHandle::from(fd);
+                    nt.set_inheritable(attrs.inheritable).map(|_| nt)
+                })
+            };
+            match handle {
+                Some(Ok(nt)) => Ok(nt.into_raw_handle()),
+                _ => Err(export_failed(dev, &HandleError::Io(std::io::Error::last_os_error()))),
+            }
+        }
+    }
+}
+
+fn export_failed(dev: &Device, e: &HandleError) -> vk::Result {
+    dev.debug
+        .failure("tether-export-failed", &format!("Win32 export failed: {e}"));
+    match e {
+        HandleError::Io(io) if io.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error()) => {
+            vk::Result::ERROR_TOO_MANY_OBJECTS
+        }
+        _ => vk::Result::ERROR_OUT_OF_HOST_MEMORY,
+    }
+}
+
+/// Opens the payload a Win32 import names (by handle, KMT value or name). Never takes
+/// ownership of `handle`.
+///
+/// # Safety
+/// `name` must be NULL or a NUL-terminated UTF-16 string; `handle` is only borrowed.
+unsafe fn open(
+    dev: &Device,
+    row: &HandleTypeInfo,
+    handle: isize,
+    name: *const u16,
+    vuids: &ImportVuids,
+) -> VkResult<Payload> {
+    let named = !name.is_null();
+    if handle != 0 && named {
+        return Err(invalid_usage(
+            dev,
+            vuids.handle_and_name,
+            "handle and name must not both be set",
+        ));
+    }
+    if named && row.handle_type == HandleType::OpaqueWin32Kmt {
+        return Err(invalid_usage(
+            dev,
+            vuids.name_with_kmt,
+            "a KMT handle cannot be imported by name",
+        ));
+    }
+    let fd = if named {
+        // SAFETY: per the caller's contract; the scan is bounded by the name length limit.
+        let name =
+            unsafe { ObjectName::from_lpcwstr(name) }.map_err(|e| invalid_handle(dev, &format!("bad name: {e}")))?;
+        let (_, fd) = Broker::shared()
+            .open_name(&name)
+            .map_err(|e| broker_error(dev, &format!("name {:?}", name.key()), e))?;
+        fd
+    } else if row.handle_type == HandleType::OpaqueWin32Kmt {
+        let kmt = KmtHandle::from_raw_handle(handle)
+            .ok_or_else(|| invalid_handle(dev, &format!("{handle:#x} is not a KMT value")))?;
+        let (_, fd) = Broker::shared()
+            .open_kmt(kmt)
+            .map_err(|e| broker_error(dev, &format!("KMT {kmt}"), e))?;
+        fd
+    } else {
+        // SAFETY: the handle is only borrowed for this call; `borrow_raw` checks it is open.
+        let borrowed = unsafe { BorrowedHandle::borrow_raw(handle) }
+            .ok_or_else(|| invalid_handle(dev, &format!("NT handle {handle:#x} is not an open handle")))?;
+        let fd = borrowed
+            .as_fd()
+            .map_err(|e| invalid_handle(dev, &format!("NT handle {handle:#x}: {e}")))?;
+        return Payload::import(fd, &IDENTITY).map_err(|e| invalid_handle(dev, &format!("NT handle {handle:#x}: {e}")));
+    };
+    Payload::import(std::os::fd::AsFd::as_fd(&fd), &IDENTITY).map_err(|e| invalid_handle(dev, &format!("{e}")))
+}
+
+/// The valid-usage ids of one import command.
+struct ImportVuids {
+    handle_and_name: &'static str,
+    name_with_kmt: &'static str,
+}
+
+const FENCE_IMPORT: ImportVuids = ImportVuids {
+    handle_and_name: "VUID-VkImportFenceWin32HandleInfoKHR-handle-01462",
+    name_with_kmt: "VUID-VkImportFenceWin32HandleInfoKHR-handleType-01459",
+};
+
+const SEMAPHORE_IMPORT: ImportVuids = ImportVuids {
+    handle_and_name: "VUID-VkImportSemaphoreWin32HandleInfoKHR-handle-01469",
+    name_with_kmt: "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-01466",
+};
+
+fn win32_fence_row(dev: &Device, bit: vk::ExternalFenceHandleTypeFlags) -> Option<&'static HandleTypeInfo> {
+    dev.handle_mode
+        .fence_row(bit)
+        .filter(|r| r.family == HandleFamily::Win32)
+}
+
+fn win32_semaphore_row(
+    dev: &Device,
+    kind: ObjectKind,
+    bit: vk::ExternalSemaphoreHandleTypeFlags,
+) -> Option<&'static HandleTypeInfo> {
+    dev.handle_mode
+        .semaphore_row(kind, bit)
+        .filter(|r| r.family == HandleFamily::Win32)
+}
+
+/// # Safety
+/// Per `vkGetFenceWin32HandleKHR`.
+pub unsafe extern "system" fn get_fence_win32_handle(
+    device: vk::Device,
+    info: *const vk::FenceGetWin32HandleInfoKHR<'_>,
+    out: *mut vk::HANDLE,
+) -> vk::Result {
+    guard(|| {
+        result((|| {
+            // SAFETY: valid handle and pointers per valid usage.
+            let dev = unsafe { self::device(device) }?;
+            // SAFETY: as above.
+            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let fence = lookup(
+                &FENCES,
+                dev,
+                info.fence.as_raw(),
+                "VUID-VkFenceGetWin32HandleInfoKHR-fence-parameter",
+            )?;
+            let row = win32_fence_row(dev, info.handle_type).ok_or_else(|| {
+                invalid_usage(
+                    dev,
+                    "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01452",
+                    "not a Win32 handle type offered for fences",
+                )
+            })?;
+            if !fence.slot.active_is_imported() && !fence.export_types.contains(info.handle_type) {
+                return Err(invalid_usage(
+                    dev,
+                    "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01448",
+                    "the fence was not created exportable as this handle type",
+                ));
+            }
+            let handle = export(
+                dev,
+                &fence.slot,
+                &fence.win32,
+                row,
+                "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01449",
+            )?;
+            // SAFETY: writable output per valid usage.
+            unsafe { write_out(out, handle) }.inspect_err(|_| close_exported(row, handle))
+        })())
+    })
+}
+
+/// Closes an exported NT handle nobody received.
+fn close_exported(row: &HandleTypeInfo, handle: isize) {
+    if row.handle_type != HandleType::OpaqueWin32Kmt {
+        // SAFETY: the handle was just created by `export` and never handed out.
+        unsafe { tether_handles::nt::close_handle(handle) };
+    }
+}
+
+fn permanence(temporary: bool) -> Permanence {
+    if temporary {
+        Permanence::Temporary
+    } else {
+        Permanence::Permanent
+    }
+}
+
+/// # Safety
+/// Per `vkImportFenceWin32HandleKHR`.
+pub unsafe extern "system" fn import_fence_win32_handle(
+    device: vk::Device,
+    info: *const vk::ImportFenceWin32HandleInfoKHR<'_>,
+) -> vk::Result {
+    guard(|| {
+        result((|| {
+            // SAFETY: valid handle and pointers per valid usage.
+            let dev = unsafe { self::device(device) }?;
+            // SAFETY: as above.
+            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let fence = lookup(
+                &FENCES,
+                dev,
+                info.fence.as_raw(),
+                "VUID-VkImportFenceWin32HandleInfoKHR-fence-parameter",
+            )?;
+            if fence.is_pending() {
+                return Err(invalid_usage(
+                    dev,
+                    "VUID-vkImportFenceWin32HandleKHR-fence-04448",
+                    "the fence is tied to unfinished queue work",
+                ));
+            }
+            let row = win32_fence_row(dev, info.handle_type).ok_or_else(|| {
+                invalid_usage(
+                    dev,
+                    "VUID-VkImportFenceWin32HandleInfoKHR-handleType-01457",
+                    "not a Win32 handle type offered for fences",
+                )
+            })?;
+            // SAFETY: `name` is NULL or a NUL-terminated string per valid usage; the handle is borrowed.
+            let payload = unsafe { open(dev, row, info.handle, info.name, &FENCE_IMPORT) }?;
+            if payload.kind() != PayloadKind::Fence {
+                return Err(invalid_handle(
+                    dev,
+                    &format!("the handle names a {:?} payload, not a fence", payload.kind()),
+                ));
+            }
+            let permanence = permanence(info.flags.contains(vk::FenceImportFlags::TEMPORARY));
+            if permanence == Permanence::Permanent {
+                fence.win32.forget();
+            }
+            fence.slot.install(payload, permanence);
+            Ok(())
+        })())
+    })
+}
+
+fn semaphore_kind(ty: SemaphoreType) -> ObjectKind {
+    match ty {
+        SemaphoreType::Binary => ObjectKind::BinarySemaphore,
+        SemaphoreType::Timeline => ObjectKind::TimelineSemaphore,
+    }
+}
+
+/// # Safety
+/// Per `vkGetSemaphoreWin32HandleKHR`.
+pub unsafe extern "system" fn get_semaphore_win32_handle(
+    device: vk::Device,
+    info: *const vk::SemaphoreGetWin32HandleInfoKHR<'_>,
+    out: *mut vk::HANDLE,
+) -> vk::Result {
+    guard(|| {
+        result((|| {
+            // SAFETY: valid handle and pointers per valid usage.
+            let dev = unsafe { self::device(device) }?;
+            // SAFETY: as above.
+            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let semaphore = lookup(
+                &SEMAPHORES,
+                dev,
+                info.semaphore.as_raw(),
+                "VUID-VkSemaphoreGetWin32HandleInfoKHR-semaphore-parameter",
+            )?;
+            let row = win32_semaphore_row(dev, semaphore_kind(semaphore.semaphore_type), info.handle_type).ok_or_else(
+                || {
+                    invalid_usage(
+                        dev,
+                        "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01131",
+                        "not a Win32 handle type offered for this semaphore type",
+                    )
+                },
+            )?;
+            if !semaphore.slot.active_is_imported() && !semaphore.export_types.contains(info.handle_type) {
+                return Err(invalid_usage(
+                    dev,
+                    "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01126",
+                    "the semaphore was not created exportable as this handle type",
+                ));
+            }
+            if row.handle_type == HandleType::D3d12Fence && semaphore.slot.active().kind() != PayloadKind::D3d12Fence {
+                return Err(invalid_usage(
+                    dev,
+                    "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01126",
+                    "the semaphore's payload is not a D3D12 fence",
+                ));
+            }
+            let handle = export(
+                dev,
+                &semaphore.slot,
+                &semaphore.win32,
+                row,
+                "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01127",
+            )?;
+            // SAFETY: writable output per valid usage.
+            unsafe { write_out(out, handle) }.inspect_err(|_| close_exported(row, handle))
+        })())
+    })
+}
+
+/// # Safety
+/// Per `vkImportSemaphoreWin32HandleKHR`.
+pub unsafe extern "system" fn import_semaphore_win32_handle(
+    device: vk::Device,
+    info: *const vk::ImportSemaphoreWin32HandleInfoKHR<'_>,
+) -> vk::Result {
+    guard(|| {
+        result((|| {
+            // SAFETY: valid handle and pointers per valid usage.
+            let dev = unsafe { self::device(device) }?;
+            // SAFETY: as above.
+            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let semaphore = lookup(
+                &SEMAPHORES,
+                dev,
+                info.semaphore.as_raw(),
+                "VUID-VkImportSemaphoreWin32HandleInfoKHR-semaphore-parameter",
+            )?;
+            if semaphore.is_pending() {
+                return Err(invalid_usage(
+                    dev,
+                    "VUID-vkImportSemaphoreWin32HandleKHR-semaphore-in-use",
+                    "the semaphore is tied to unfinished queue work (Khronos issue 3507)",
+                ));
+            }
+            let ty = semaphore.semaphore_type;
+            let row = win32_semaphore_row(dev, semaphore_kind(ty), info.handle_type).ok_or_else(|| {
+                invalid_usage(
+                    dev,
+                    "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-01140",
+                    &format!(
+                        "{:?} is not a Win32 handle type offered for a {ty:?} semaphore",
+                        info.handle_type
+                    ),
+                )
+            })?;
+            let permanence = permanence(info.flags.contains(vk::SemaphoreImportFlags::TEMPORARY));
+            if permanence == Permanence::Temporary && ty == SemaphoreType::Timeline {
+                return Err(invalid_usage(
+                    dev,
+                    "VUID-VkImportSemaphoreWin32HandleInfoKHR-flags-03322",
+                    "a timeline semaphore payload cannot be imported temporarily",
+                ));
+            }
+            // SAFETY: `name` is NULL or a NUL-terminated string per valid usage; the handle is borrowed.
+            let payload = unsafe { open(dev, row, info.handle, info.name, &SEMAPHORE_IMPORT) }?;
+            let kind = payload.kind();
+            if row.handle_type == HandleType::D3d12Fence && kind != PayloadKind::D3d12Fence {
+                return Err(invalid_handle(
+                    dev,
+                    &format!("a D3D12_FENCE import needs a D3D12 fence payload, the handle names a {kind:?}"),
+                ));
+            }
+            if kind == PayloadKind::Fence {
+                return Err(invalid_handle(dev, "the handle names a fence payload, not a semaphore"));
+            }
+            if !payload_fits_semaphore(kind, ty) {
+                return Err(invalid_usage(
+                    dev,
+                    "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-03262",
+                    &format!("the exporter's semaphore type ({kind:?}) does not match this {ty:?} semaphore"),
+                ));
+            }
+            if permanence == Permanence::Temporary && kind == PayloadKind::Timeline {
+                return Err(invalid_usage(
+                    dev,
+                    "VUID-VkImportSemaphoreWin32HandleInfoKHR-flags-03322",
+                    "a timeline payload cannot be imported temporarily",
+                ));
+            }
+            if permanence == Permanence::Permanent {
+                semaphore.win32.forget();
+            }
+            semaphore.slot.install(payload, permanence);
+            Ok(())
+        })())
+    })
+}

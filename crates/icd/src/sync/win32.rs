@@ -1,0 +1,131 @@
+//! What a fence or semaphore remembers about its Win32 exports: the attributes it was created
+//! with (`VkExport*Win32HandleInfoKHR`), which NT handle types it has exported, and its broker
+//! registrations (a name, a KMT value), which live exactly as long as the object (or until a
+//! permanent import replaces its payload).
+
+use std::sync::Mutex;
+
+use tether_handles::{Broker, HandleError, KmtHandle, ObjectName, Registration};
+use tether_payload::Payload;
+
+/// `dwAccess` rights that let a handle signal (write or modify): `GENERIC_ALL`, `GENERIC_WRITE`,
+/// `DXGI_SHARED_RESOURCE_WRITE` and the `*_MODIFY_STATE` bit of events and semaphores. Any
+/// other non-zero mask gives a read-only handle: it can be waited on, never signaled. 0 means the
+/// default (full access).
+pub const SIGNAL_RIGHTS: u32 = 0x1000_0000 | 0x4000_0000 | 0x0000_0001 | 0x0000_0002;
+
+/// The attributes of `VkExport*Win32HandleInfoKHR`.
+#[derive(Clone, Debug, Default)]
+pub struct Win32ExportAttributes {
+    /// `SECURITY_ATTRIBUTES::bInheritHandle`: exported NT handles survive `exec`.
+    pub inheritable: bool,
+    /// `dwAccess` (0 = default, full access).
+    pub access: u32,
+    /// The name given to the object's NT exports.
+    pub name: Option<ObjectName>,
+}
+
+impl Win32ExportAttributes {
+    pub fn allows_signal(&self) -> bool {
+        self.access == 0 || self.access & SIGNAL_RIGHTS != 0
+    }
+}
+
+#[derive(Default)]
+struct Registrations {
+    /// Handle-type bits already exported as NT handles.
+    nt_exported: u32,
+    name: Option<Registration>,
+    kmt: Option<(KmtHandle, Registration)>,
+}
+
+/// Per-object Win32 export state.
+#[derive(Default)]
+pub struct Win32Exports {
+    pub attributes: Win32ExportAttributes,
+    state: Mutex<Registrations>,
+}
+
+/// Why an export failed.
+pub enum ExportError {
+    /// An NT handle of this type was already exported from this object
+    /// (VUID-Vk*GetWin32HandleInfoKHR-handleType-01449/-01127).
+    AlreadyExported,
+    /// The broker refused or could not be reached.
+    Broker(HandleError),
+}
+
+impl Win32Exports {
+    pub fn new(attributes: Win32ExportAttributes) -> Win32Exports {
+        Win32Exports {
+            attributes,
+            state: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registrations> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the first NT export of `type_bit`, registering the object's name with the
+    /// broker if it has one. Nothing is recorded when this fails.
+    pub fn begin_nt_export(&self, type_bit: u32, payload: &Payload, tag: u32) -> Result<(), ExportError> {
+        let mut st = self.lock();
+        if st.nt_exported & type_bit != 0 {
+            return Err(ExportError::AlreadyExported);
+        }
+        if let (Some(name), None, Some(fd)) = (&self.attributes.name, &st.name, payload.share_fd()) {
+            let registration = Broker::shared()
+                .register_name(name, tag, fd)
+                .map_err(ExportError::Broker)?;
+            st.name = Some(registration);
+        }
+        st.nt_exported |= type_bit;
+        Ok(())
+    }
+
+    /// The object's KMT value for `payload`, registered on first use (KMT handles are global:
+    /// every export gives the same value).
+    pub fn kmt(&self, payload: &Payload, tag: u32) -> Result<KmtHandle, ExportError> {
+        let mut st = self.lock();
+        if let Some((value, registration)) = &st.kmt
+            && Broker::shared().is_live(registration)
+        {
+            return Ok(*value);
+        }
+        let fd = payload
+            .share_fd()
+            .ok_or(ExportError::Broker(HandleError::InvalidHandle))?;
+        let (value, registration) = Broker::shared().register_kmt(tag, fd).map_err(ExportError::Broker)?;
+        if let Some((_, old)) = st.kmt.replace((value, registration)) {
+            let _ = Broker::shared().unregister(old);
+        }
+        Ok(value)
+    }
+
+    /// Forgets every export (the object's payload was replaced, or the object is destroyed).
+    pub fn forget(&self) {
+        let old = std::mem::take(&mut *self.lock());
+        let broker = Broker::shared();
+        if let Some(r) = old.name {
+            let _ = broker.unregister(r);
+        }
+        if let Some((_, r)) = old.kmt {
+            let _ = broker.unregister(r);
+        }
+    }
+
+    /// Whether anything was registered with the broker (so dropping must talk to it).
+    fn has_registrations(&self) -> bool {
+        let st = self.lock();
+        st.name.is_some() || st.kmt.is_some()
+    }
+}
+
+impl Drop for Win32Exports {
+    fn drop(&mut self) {
+        if self.has_registrations() {
+            self.forget();
+        }
+    }
+}
