@@ -94,8 +94,8 @@ pub unsafe extern "system" fn create_fence(
             // Ignored without `VkExportFenceCreateInfo`, as the spec says.
             // SAFETY: the chain is valid.
             let win32 = match unsafe { find_in_chain::<vk::ExportFenceWin32HandleInfoKHR<'_>>(info.p_next) } {
-                // SAFETY: the structure's pointers are valid per valid usage.
                 Some(w) if !export_types.is_empty() => {
+                    // SAFETY: the structure's pointers are valid per valid usage.
                     unsafe { external_win32::export_attributes(dev, w.p_attributes, w.dw_access, w.name) }?
                 }
                 _ => Default::default(),
@@ -309,8 +309,8 @@ pub unsafe extern "system" fn create_semaphore(
             let payload = new_payload(payload_kind, initial, !export_types.is_empty())?;
             // SAFETY: the chain is valid.
             let win32 = match unsafe { find_in_chain::<vk::ExportSemaphoreWin32HandleInfoKHR<'_>>(info.p_next) } {
-                // SAFETY: the structure's pointers are valid per valid usage.
                 Some(w) if !export_types.is_empty() => {
+                    // SAFETY: the structure's pointers are valid per valid usage.
                     unsafe { external_win32::export_attributes(dev, w.p_attributes, w.dw_access, w.name) }?
                 }
                 _ => Default::default(),
