@@ -4,6 +4,8 @@
 //!   passing fds over Unix sockets.
 //! * [`kmt`]: a KMT handle is a global value ([`KmtHandle`]) resolved through the broker.
 //! * [`name`]: UTF-16 object names ([`ObjectName`]) in one per-user namespace.
+//! * [`export`]: what an exportable object remembers of its Win32 exports (attributes, the
+//!   NT-export-once rule, its name and KMT registrations).
 //! * [`protocol`]: the broker's wire protocol.
 //! * [`client`]: talking to (and starting) the per-user `tether-broker` ([`Broker`],
 //!   [`SharedBroker`]).
@@ -14,12 +16,14 @@ use std::fmt;
 use std::io;
 
 pub mod client;
+pub mod export;
 pub mod kmt;
 pub mod name;
 pub mod nt;
 pub mod protocol;
 
 pub use client::{Broker, Registration, SharedBroker};
+pub use export::{ExportError, Win32ExportAttributes, Win32Exports};
 pub use kmt::KmtHandle;
 pub use name::{NameError, ObjectName};
 pub use nt::{BorrowedHandle, NtHandle, RawHandle};

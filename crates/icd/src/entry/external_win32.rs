@@ -11,7 +11,9 @@ use std::ffi::c_void;
 
 use ash::vk;
 use ash::vk::Handle;
-use tether_handles::{BorrowedHandle, Broker, HandleError, KmtHandle, ObjectName};
+use tether_handles::{
+    BorrowedHandle, Broker, ExportError, HandleError, KmtHandle, ObjectName, Win32ExportAttributes, Win32Exports,
+};
 use tether_payload::{Payload, PayloadKind};
 
 use super::external_fd::{invalid_handle, invalid_usage, payload_fits_semaphore};
@@ -22,7 +24,6 @@ use crate::handle_types::{HandleFamily, HandleType, HandleTypeInfo, ObjectKind};
 use crate::objects::device::Device;
 use crate::objects::physical_device::IDENTITY;
 use crate::sync::semaphore::SemaphoreType;
-use crate::sync::win32::{ExportError, Win32ExportAttributes, Win32Exports};
 use crate::sync::{PayloadSlot, Permanence};
 
 /// `SECURITY_ATTRIBUTES` as C lays it out on LP64 Linux.
@@ -88,22 +89,22 @@ fn export(
     nt_vuid: &str,
 ) -> VkResult<isize> {
     let payload = slot.take_active();
-    if payload.share_fd().is_none() {
+    let Some(file) = payload.share_fd() else {
         return Err(invalid_usage(
             dev,
             nt_vuid,
             "the current payload cannot be exported as a Win32 handle (not created exportable, or imported from a SYNC_FD)",
         ));
-    }
+    };
     match row.handle_type {
-        HandleType::OpaqueWin32Kmt => match exports.kmt(&payload, tag(row)) {
+        HandleType::OpaqueWin32Kmt => match exports.kmt(file, tag(row)) {
             Ok(kmt) => Ok(kmt.as_raw_handle()),
             Err(ExportError::Broker(e)) => Err(export_failed(dev, &e)),
             Err(ExportError::AlreadyExported) => Err(vk::Result::ERROR_UNKNOWN),
         },
         _ => {
             let type_bit = row.semaphore_bit.as_raw() | row.fence_bit.as_raw();
-            if let Err(e) = exports.begin_nt_export(type_bit, &payload, tag(row)) {
+            if let Err(e) = exports.begin_nt_export(type_bit, file, tag(row)) {
                 return Err(match e {
                     ExportError::AlreadyExported => invalid_usage(
                         dev,

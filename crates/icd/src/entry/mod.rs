@@ -115,6 +115,45 @@ pub unsafe fn chain<'a>(p_next: *const c_void) -> impl Iterator<Item = &'a vk::B
     .take(MAX_CHAIN_DEPTH)
 }
 
+/// Reports what an input chain must not hold, and otherwise leaves the command to ignore it: a
+/// structure this driver does not know for `structure` (`VUID-<structure>-pNext-pNext`), or a
+/// structure type twice, which is also how a loop shows (`VUID-<structure>-sType-unique`).
+/// Returns whether the chain was clean.
+///
+/// # Safety
+/// As for [`chain`].
+pub unsafe fn check_chain(
+    debug: &crate::debug::DebugReporter,
+    structure: &str,
+    p_next: *const c_void,
+    known: &[vk::StructureType],
+) -> bool {
+    let mut seen = Vec::new();
+    let mut next = p_next.cast::<vk::BaseInStructure<'_>>();
+    // SAFETY: per the caller's contract every non-null link is a valid structure header.
+    while let Some(s) = unsafe { next.as_ref() } {
+        if seen.contains(&s.s_type) || seen.len() == MAX_CHAIN_DEPTH {
+            debug.validation(
+                &format!("VUID-{structure}-sType-unique"),
+                &format!("the pNext chain of {structure} repeats {:?} (or loops)", s.s_type),
+            );
+            return false;
+        }
+        if !known.contains(&s.s_type) {
+            debug.validation(
+                &format!("VUID-{structure}-pNext-pNext"),
+                &format!(
+                    "{structure} cannot chain a structure of type {:?}; it is ignored",
+                    s.s_type
+                ),
+            );
+        }
+        seen.push(s.s_type);
+        next = s.p_next;
+    }
+    seen.iter().all(|t| known.contains(t))
+}
+
 /// The first structure of type `T` in an input chain.
 ///
 /// # Safety

@@ -189,6 +189,20 @@ pub unsafe extern "system" fn queue_submit(
             let submits = unsafe { input_slice(submits, count) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
             let mut descs = Vec::with_capacity(submits.len());
             for s in submits {
+                // SAFETY: the chain is valid.
+                unsafe {
+                    super::check_chain(
+                        &q.debug,
+                        "VkSubmitInfo",
+                        s.p_next,
+                        &[
+                            vk::StructureType::TIMELINE_SEMAPHORE_SUBMIT_INFO,
+                            vk::StructureType::D3D12_FENCE_SUBMIT_INFO_KHR,
+                            vk::StructureType::DEVICE_GROUP_SUBMIT_INFO,
+                            vk::StructureType::PROTECTED_SUBMIT_INFO,
+                        ],
+                    )
+                };
                 // SAFETY: each array holds the count its structure gives; the chain is valid.
                 let (waits, cbs, signals, timeline, d3d12) = unsafe {
                     (
@@ -250,6 +264,8 @@ pub unsafe extern "system" fn queue_submit2(
             let submits = unsafe { input_slice(submits, count) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
             let mut descs = Vec::with_capacity(submits.len());
             for s in submits {
+                // SAFETY: the chain is valid.
+                unsafe { super::check_chain(&q.debug, "VkSubmitInfo2", s.p_next, &[]) };
                 // SAFETY: each array holds the count its structure gives.
                 let (waits, cbs, signals) = unsafe {
                     (

@@ -15,7 +15,7 @@ use crate::objects::physical_device::IDENTITY;
 use crate::sync::event::Event;
 use crate::sync::fence::Fence;
 use crate::sync::semaphore::{Semaphore, SemaphoreType};
-use crate::sync::win32::Win32Exports;
+use tether_handles::Win32Exports;
 
 /// The live object behind a handle, made on `dev`; a validation error otherwise.
 pub fn lookup<T: DeviceChild>(table: &HandleTable<T>, owner: &impl Owner, handle: u64, vuid: &str) -> VkResult<Arc<T>> {
@@ -73,6 +73,18 @@ pub unsafe extern "system" fn create_fence(
             let dev = unsafe { super::device(device) }?;
             // SAFETY: as above.
             let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            // SAFETY: the chain is valid.
+            unsafe {
+                super::check_chain(
+                    &dev.debug,
+                    "VkFenceCreateInfo",
+                    info.p_next,
+                    &[
+                        vk::StructureType::EXPORT_FENCE_CREATE_INFO,
+                        vk::StructureType::EXPORT_FENCE_WIN32_HANDLE_INFO_KHR,
+                    ],
+                )
+            };
             // SAFETY: the chain is valid.
             let export_types = unsafe { find_in_chain::<vk::ExportFenceCreateInfo<'_>>(info.p_next) }
                 .map_or(vk::ExternalFenceHandleTypeFlags::empty(), |e| e.handle_types);
@@ -245,6 +257,19 @@ pub unsafe extern "system" fn create_semaphore(
             let dev = unsafe { super::device(device) }?;
             // SAFETY: as above.
             let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            // SAFETY: the chain is valid.
+            unsafe {
+                super::check_chain(
+                    &dev.debug,
+                    "VkSemaphoreCreateInfo",
+                    info.p_next,
+                    &[
+                        vk::StructureType::SEMAPHORE_TYPE_CREATE_INFO,
+                        vk::StructureType::EXPORT_SEMAPHORE_CREATE_INFO,
+                        vk::StructureType::EXPORT_SEMAPHORE_WIN32_HANDLE_INFO_KHR,
+                    ],
+                )
+            };
             // SAFETY: the chain is valid.
             let type_info = unsafe { find_in_chain::<vk::SemaphoreTypeCreateInfo<'_>>(info.p_next) };
             let (semaphore_type, initial) = match type_info {
@@ -459,7 +484,9 @@ pub unsafe extern "system" fn create_event(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            // SAFETY: the chain is valid.
+            unsafe { super::check_chain(&dev.debug, "VkEventCreateInfo", info.p_next, &[]) };
             // SAFETY: writable output per valid usage.
             unsafe { publish(&EVENTS, Event::new(dev.id), out) }
         })())

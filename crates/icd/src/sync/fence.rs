@@ -6,7 +6,7 @@ use ash::vk;
 use tether_payload::{Payload, PayloadKind};
 
 use super::PayloadSlot;
-use super::win32::Win32Exports;
+use tether_handles::Win32Exports;
 
 pub struct Fence {
     pub device_id: u64,

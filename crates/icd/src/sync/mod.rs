@@ -5,7 +5,6 @@
 pub mod event;
 pub mod fence;
 pub mod semaphore;
-pub mod win32;
 
 use std::sync::Mutex;
 

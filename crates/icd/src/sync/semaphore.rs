@@ -6,7 +6,7 @@ use ash::vk;
 use tether_payload::{Payload, PayloadKind, WaitFor};
 
 use super::PayloadSlot;
-use super::win32::Win32Exports;
+use tether_handles::Win32Exports;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SemaphoreType {

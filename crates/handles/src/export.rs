@@ -1,12 +1,13 @@
-//! What a fence or semaphore remembers about its Win32 exports: the attributes it was created
+//! What an exportable object remembers about its Win32 exports: the attributes it was created
 //! with (`VkExport*Win32HandleInfoKHR`), which NT handle types it has exported, and its broker
 //! registrations (a name, a KMT value), which live exactly as long as the object (or until a
-//! permanent import replaces its payload).
+//! permanent import replaces its payload). The ICD and the layer both keep one per fence and
+//! semaphore; the exported file is whatever the caller passes (a payload page, a driver's fd).
 
+use std::os::fd::BorrowedFd;
 use std::sync::Mutex;
 
-use tether_handles::{Broker, HandleError, KmtHandle, ObjectName, Registration};
-use tether_payload::Payload;
+use crate::{Broker, HandleError, KmtHandle, ObjectName, Registration};
 
 /// `dwAccess` rights that let a handle signal (write or modify): `GENERIC_ALL`, `GENERIC_WRITE`,
 /// `DXGI_SHARED_RESOURCE_WRITE` and the `*_MODIFY_STATE` bit of events and semaphores. Any
@@ -47,6 +48,7 @@ pub struct Win32Exports {
 }
 
 /// Why an export failed.
+#[derive(Debug)]
 pub enum ExportError {
     /// An NT handle of this type was already exported from this object
     /// (VUID-Vk*GetWin32HandleInfoKHR-handleType-01449/-01127).
@@ -67,16 +69,16 @@ impl Win32Exports {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records the first NT export of `type_bit`, registering the object's name with the
-    /// broker if it has one. Nothing is recorded when this fails.
-    pub fn begin_nt_export(&self, type_bit: u32, payload: &Payload, tag: u32) -> Result<(), ExportError> {
+    /// Records the first NT export of `type_bit`, registering the object's name for `file` with
+    /// the broker if it has one. Nothing is recorded when this fails.
+    pub fn begin_nt_export(&self, type_bit: u32, file: BorrowedFd<'_>, tag: u32) -> Result<(), ExportError> {
         let mut st = self.lock();
         if st.nt_exported & type_bit != 0 {
             return Err(ExportError::AlreadyExported);
         }
-        if let (Some(name), None, Some(fd)) = (&self.attributes.name, &st.name, payload.share_fd()) {
+        if let (Some(name), None) = (&self.attributes.name, &st.name) {
             let registration = Broker::shared()
-                .register_name(name, tag, fd)
+                .register_name(name, tag, file)
                 .map_err(ExportError::Broker)?;
             st.name = Some(registration);
         }
@@ -84,19 +86,16 @@ impl Win32Exports {
         Ok(())
     }
 
-    /// The object's KMT value for `payload`, registered on first use (KMT handles are global:
-    /// every export gives the same value).
-    pub fn kmt(&self, payload: &Payload, tag: u32) -> Result<KmtHandle, ExportError> {
+    /// The object's KMT value for `file`, registered on first use (KMT handles are global: every
+    /// export gives the same value). A value lost with a broker restart is registered anew.
+    pub fn kmt(&self, file: BorrowedFd<'_>, tag: u32) -> Result<KmtHandle, ExportError> {
         let mut st = self.lock();
         if let Some((value, registration)) = &st.kmt
             && Broker::shared().is_live(registration)
         {
             return Ok(*value);
         }
-        let fd = payload
-            .share_fd()
-            .ok_or(ExportError::Broker(HandleError::InvalidHandle))?;
-        let (value, registration) = Broker::shared().register_kmt(tag, fd).map_err(ExportError::Broker)?;
+        let (value, registration) = Broker::shared().register_kmt(tag, file).map_err(ExportError::Broker)?;
         if let Some((_, old)) = st.kmt.replace((value, registration)) {
             let _ = Broker::shared().unregister(old);
         }
