@@ -162,6 +162,17 @@ impl HandleMode {
         self.offered(kind).find(|r| r.semaphore_bit == bit)
     }
 
+    /// Whether a create-time export set (`VkExport*CreateInfo::handleTypes`, raw bits of the
+    /// object kind's flag type) is exportable and compatible, as the properties queries report
+    /// it: every offered type of a kind can be exported together with every other.
+    pub fn exportable_together(self, kind: ObjectKind, raw_bits: u32) -> bool {
+        let offered = match kind {
+            ObjectKind::Fence => self.fence_bits().as_raw(),
+            _ => self.semaphore_bits(kind).as_raw(),
+        };
+        raw_bits & !offered == 0
+    }
+
     /// All fence bits offered.
     pub fn fence_bits(self) -> vk::ExternalFenceHandleTypeFlags {
         self.offered(ObjectKind::Fence)

@@ -15,7 +15,7 @@ use tether_payload::{Payload, PayloadKind};
 use super::sync::lookup;
 use super::{VkResult, device, guard, input, result, write_out};
 use crate::handle_table::{FENCES, SEMAPHORES};
-use crate::handle_types::{HandleType, HandleTypeInfo, ObjectKind};
+use crate::handle_types::{HandleType, HandleTypeInfo};
 use crate::objects::device::Device;
 use crate::objects::physical_device::IDENTITY;
 use crate::sync::Permanence;
@@ -156,7 +156,7 @@ pub unsafe extern "system" fn get_fence_fd(
             }
             if row.handle_type == HandleType::SyncFd
                 && !fence.is_signaled()
-                && !fence.is_pending()
+                && !fence.pending.is_pending()
                 && !fence.slot.active().is_shared()
             {
                 return Err(invalid_usage(
@@ -191,7 +191,7 @@ pub unsafe extern "system" fn import_fence_fd(
                 info.fence.as_raw(),
                 "VUID-VkImportFenceFdInfoKHR-fence-parameter",
             )?;
-            if fence.is_pending() {
+            if fence.pending.is_pending() {
                 return Err(invalid_usage(
                     dev,
                     "VUID-vkImportFenceFdKHR-fence-01463",
@@ -209,7 +209,7 @@ pub unsafe extern "system" fn import_fence_fd(
                         "not an fd handle type offered for fences",
                     )
                 })?;
-            let permanence = permanence(info.flags.contains(vk::FenceImportFlags::TEMPORARY));
+            let permanence = Permanence::from_temporary_flag(info.flags.contains(vk::FenceImportFlags::TEMPORARY));
             if permanence == Permanence::Permanent && !row.permanent_import_allowed() {
                 return Err(invalid_usage(
                     dev,
@@ -234,21 +234,6 @@ pub unsafe extern "system" fn import_fence_fd(
             Ok(())
         })())
     })
-}
-
-fn permanence(temporary: bool) -> Permanence {
-    if temporary {
-        Permanence::Temporary
-    } else {
-        Permanence::Permanent
-    }
-}
-
-fn semaphore_kind(ty: SemaphoreType) -> ObjectKind {
-    match ty {
-        SemaphoreType::Binary => ObjectKind::BinarySemaphore,
-        SemaphoreType::Timeline => ObjectKind::TimelineSemaphore,
-    }
 }
 
 /// Whether a payload of `kind` can stand behind a semaphore of type `ty`.
@@ -280,7 +265,7 @@ pub unsafe extern "system" fn get_semaphore_fd(
             )?;
             let row = dev
                 .handle_mode
-                .semaphore_row(semaphore_kind(semaphore.semaphore_type), info.handle_type)
+                .semaphore_row(semaphore.semaphore_type.object_kind(), info.handle_type)
                 .filter(|r| r.family == crate::handle_types::HandleFamily::Fd)
                 .ok_or_else(|| {
                     invalid_usage(
@@ -299,7 +284,7 @@ pub unsafe extern "system" fn get_semaphore_fd(
             let active = semaphore.slot.active();
             if row.handle_type == HandleType::SyncFd
                 && !active.is_signaled()
-                && !semaphore.is_pending()
+                && !semaphore.pending.is_pending()
                 && !active.is_shared()
             {
                 return Err(invalid_usage(
@@ -334,7 +319,7 @@ pub unsafe extern "system" fn import_semaphore_fd(
                 info.semaphore.as_raw(),
                 "VUID-VkImportSemaphoreFdInfoKHR-semaphore-parameter",
             )?;
-            if semaphore.is_pending() {
+            if semaphore.pending.is_pending() {
                 return Err(invalid_usage(
                     dev,
                     "VUID-vkImportSemaphoreFdKHR-semaphore-01142",
@@ -344,7 +329,7 @@ pub unsafe extern "system" fn import_semaphore_fd(
             let ty = semaphore.semaphore_type;
             let row = dev
                 .handle_mode
-                .semaphore_row(semaphore_kind(ty), info.handle_type)
+                .semaphore_row(ty.object_kind(), info.handle_type)
                 .filter(|r| r.family == crate::handle_types::HandleFamily::Fd);
             let Some(row) = row else {
                 return Err(invalid_usage(
@@ -356,7 +341,7 @@ pub unsafe extern "system" fn import_semaphore_fd(
                     ),
                 ));
             };
-            let permanence = permanence(info.flags.contains(vk::SemaphoreImportFlags::TEMPORARY));
+            let permanence = Permanence::from_temporary_flag(info.flags.contains(vk::SemaphoreImportFlags::TEMPORARY));
             if permanence == Permanence::Permanent && !row.permanent_import_allowed() {
                 return Err(invalid_usage(
                     dev,

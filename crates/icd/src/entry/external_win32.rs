@@ -287,14 +287,6 @@ fn close_exported(row: &HandleTypeInfo, handle: isize) {
     }
 }
 
-fn permanence(temporary: bool) -> Permanence {
-    if temporary {
-        Permanence::Temporary
-    } else {
-        Permanence::Permanent
-    }
-}
-
 /// # Safety
 /// Per `vkImportFenceWin32HandleKHR`.
 pub unsafe extern "system" fn import_fence_win32_handle(
@@ -313,7 +305,7 @@ pub unsafe extern "system" fn import_fence_win32_handle(
                 info.fence.as_raw(),
                 "VUID-VkImportFenceWin32HandleInfoKHR-fence-parameter",
             )?;
-            if fence.is_pending() {
+            if fence.pending.is_pending() {
                 return Err(invalid_usage(
                     dev,
                     "VUID-vkImportFenceWin32HandleKHR-fence-04448",
@@ -335,7 +327,7 @@ pub unsafe extern "system" fn import_fence_win32_handle(
                     &format!("the handle names a {:?} payload, not a fence", payload.kind()),
                 ));
             }
-            let permanence = permanence(info.flags.contains(vk::FenceImportFlags::TEMPORARY));
+            let permanence = Permanence::from_temporary_flag(info.flags.contains(vk::FenceImportFlags::TEMPORARY));
             if permanence == Permanence::Permanent {
                 fence.win32.forget();
             }
@@ -343,13 +335,6 @@ pub unsafe extern "system" fn import_fence_win32_handle(
             Ok(())
         })())
     })
-}
-
-fn semaphore_kind(ty: SemaphoreType) -> ObjectKind {
-    match ty {
-        SemaphoreType::Binary => ObjectKind::BinarySemaphore,
-        SemaphoreType::Timeline => ObjectKind::TimelineSemaphore,
-    }
 }
 
 /// # Safety
@@ -371,7 +356,7 @@ pub unsafe extern "system" fn get_semaphore_win32_handle(
                 info.semaphore.as_raw(),
                 "VUID-VkSemaphoreGetWin32HandleInfoKHR-semaphore-parameter",
             )?;
-            let row = win32_semaphore_row(dev, semaphore_kind(semaphore.semaphore_type), info.handle_type).ok_or_else(
+            let row = win32_semaphore_row(dev, semaphore.semaphore_type.object_kind(), info.handle_type).ok_or_else(
                 || {
                     invalid_usage(
                         dev,
@@ -425,7 +410,7 @@ pub unsafe extern "system" fn import_semaphore_win32_handle(
                 info.semaphore.as_raw(),
                 "VUID-VkImportSemaphoreWin32HandleInfoKHR-semaphore-parameter",
             )?;
-            if semaphore.is_pending() {
+            if semaphore.pending.is_pending() {
                 return Err(invalid_usage(
                     dev,
                     "VUID-vkImportSemaphoreWin32HandleKHR-semaphore-in-use",
@@ -433,7 +418,7 @@ pub unsafe extern "system" fn import_semaphore_win32_handle(
                 ));
             }
             let ty = semaphore.semaphore_type;
-            let row = win32_semaphore_row(dev, semaphore_kind(ty), info.handle_type).ok_or_else(|| {
+            let row = win32_semaphore_row(dev, ty.object_kind(), info.handle_type).ok_or_else(|| {
                 invalid_usage(
                     dev,
                     "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-01140",
@@ -443,7 +428,7 @@ pub unsafe extern "system" fn import_semaphore_win32_handle(
                     ),
                 )
             })?;
-            let permanence = permanence(info.flags.contains(vk::SemaphoreImportFlags::TEMPORARY));
+            let permanence = Permanence::from_temporary_flag(info.flags.contains(vk::SemaphoreImportFlags::TEMPORARY));
             if permanence == Permanence::Temporary && ty == SemaphoreType::Timeline {
                 return Err(invalid_usage(
                     dev,

@@ -73,7 +73,7 @@ fn build_batches(q: &Queue, descs: Vec<SubmitDesc>, fence: vk::Fence) -> VkResul
         None
     } else {
         let fence = lookup(&FENCES, q, fence.as_raw(), "VUID-vkQueueSubmit-fence-parameter")?;
-        if fence.is_pending() || fence.is_signaled() {
+        if fence.pending.is_pending() || fence.is_signaled() {
             q.debug.validation(
                 "VUID-vkQueueSubmit-fence-00063",
                 "the fence must be unsignaled and not tied to other queue work",

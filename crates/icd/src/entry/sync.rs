@@ -9,7 +9,7 @@ use tether_payload::{Deadline, Payload, PayloadKind, WaitFor, WaitOutcome, wait_
 use super::external_win32;
 use super::{VkResult, device, find_in_chain, guard, guard_or, input, input_slice, result, write_out};
 use crate::handle_table::{DeviceChild, EVENTS, FENCES, HandleTable, Owner, SEMAPHORES};
-use crate::handle_types::{self, ObjectKind};
+use crate::handle_types::ObjectKind;
 use crate::objects::device::Device;
 use crate::objects::physical_device::IDENTITY;
 use crate::sync::event::Event;
@@ -88,20 +88,15 @@ pub unsafe extern "system" fn create_fence(
             // SAFETY: the chain is valid.
             let export_types = unsafe { find_in_chain::<vk::ExportFenceCreateInfo<'_>>(info.p_next) }
                 .map_or(vk::ExternalFenceHandleTypeFlags::empty(), |e| e.handle_types);
-            for bit in flag_bits(export_types.as_raw()) {
-                let props =
-                    handle_types::fence_properties(dev.handle_mode, vk::ExternalFenceHandleTypeFlags::from_raw(bit));
-                if !props
-                    .external_fence_features
-                    .contains(vk::ExternalFenceFeatureFlags::EXPORTABLE)
-                    || !props.compatible_handle_types.contains(export_types)
-                {
-                    dev.debug.validation(
-                        "VUID-VkExportFenceCreateInfo-handleTypes-01446",
-                        &format!("fence handle types {export_types:?} are not exportable together"),
-                    );
-                    return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
-                }
+            if !dev
+                .handle_mode
+                .exportable_together(ObjectKind::Fence, export_types.as_raw())
+            {
+                dev.debug.validation(
+                    "VUID-VkExportFenceCreateInfo-handleTypes-01446",
+                    &format!("fence handle types {export_types:?} are not exportable together"),
+                );
+                return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
             }
             // Ignored without `VkExportFenceCreateInfo`, as the spec says.
             // SAFETY: the chain is valid.
@@ -119,11 +114,6 @@ pub unsafe extern "system" fn create_fence(
             unsafe { publish(&FENCES, fence, out) }
         })())
     })
-}
-
-/// The single bits set in a flags value.
-pub fn flag_bits(flags: u32) -> impl Iterator<Item = u32> {
-    (0..32).map(|i| 1u32 << i).filter(move |b| flags & b != 0)
 }
 
 /// # Safety
@@ -167,7 +157,7 @@ pub unsafe extern "system" fn reset_fences(device: vk::Device, count: u32, fence
                 .map(|f| lookup(&FENCES, dev, f.as_raw(), "VUID-vkResetFences-pFences-parameter"))
                 .collect::<VkResult<Vec<_>>>()?;
             for fence in fences {
-                if fence.is_pending() {
+                if fence.pending.is_pending() {
                     dev.debug.validation(
                         "VUID-vkResetFences-pFences-01123",
                         "a fence being reset is still tied to unfinished queue work",
@@ -306,23 +296,12 @@ pub unsafe extern "system" fn create_semaphore(
             // SAFETY: the chain is valid.
             let export_types = unsafe { find_in_chain::<vk::ExportSemaphoreCreateInfo<'_>>(info.p_next) }
                 .map_or(vk::ExternalSemaphoreHandleTypeFlags::empty(), |e| e.handle_types);
-            for bit in flag_bits(export_types.as_raw()) {
-                let props = handle_types::semaphore_properties(
-                    dev.handle_mode,
-                    kind,
-                    vk::ExternalSemaphoreHandleTypeFlags::from_raw(bit),
+            if !dev.handle_mode.exportable_together(kind, export_types.as_raw()) {
+                dev.debug.validation(
+                    "VUID-VkExportSemaphoreCreateInfo-handleTypes-01124",
+                    &format!("semaphore handle types {export_types:?} are not exportable together for a {kind:?}"),
                 );
-                if !props
-                    .external_semaphore_features
-                    .contains(vk::ExternalSemaphoreFeatureFlags::EXPORTABLE)
-                    || !props.compatible_handle_types.contains(export_types)
-                {
-                    dev.debug.validation(
-                        "VUID-VkExportSemaphoreCreateInfo-handleTypes-01124",
-                        &format!("semaphore handle types {export_types:?} are not exportable together for a {kind:?}"),
-                    );
-                    return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
-                }
+                return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
             }
             let payload_kind = match semaphore_type {
                 _ if export_types.contains(vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE) => {

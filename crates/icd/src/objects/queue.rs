@@ -40,10 +40,10 @@ pub struct Batch {
 impl Batch {
     /// Marks every object this batch touches as having pending queue work.
     fn begin_pending(&self) {
-        self.waits.iter().for_each(|w| w.semaphore.begin_pending());
-        self.signals.iter().for_each(|s| s.semaphore.begin_pending());
+        self.waits.iter().for_each(|w| w.semaphore.pending.begin());
+        self.signals.iter().for_each(|s| s.semaphore.pending.begin());
         if let Some((fence, _)) = &self.fence {
-            fence.begin_pending();
+            fence.pending.begin();
         }
     }
 }
@@ -203,7 +203,7 @@ fn execute(batch: &Batch, ctx: &WorkerContext<'_>) -> bool {
         if !ctx.wait(&|deadline| w.payload.wait(w.what, deadline)) {
             return false;
         }
-        w.semaphore.end_pending();
+        w.semaphore.pending.end();
     }
     for commands in &batch.work {
         for command in commands.iter() {
@@ -213,14 +213,14 @@ fn execute(batch: &Batch, ctx: &WorkerContext<'_>) -> bool {
     // Each object stops being pending before its signal lands: a host thread woken by the
     // signal may reset or resubmit it at once, and must not find it still pending.
     for s in &batch.signals {
-        s.semaphore.end_pending();
+        s.semaphore.pending.end();
         match s.value {
             Some(v) => s.payload.signal_value(v),
             None => s.payload.signal(),
         }
     }
     if let Some((fence, payload)) = &batch.fence {
-        fence.end_pending();
+        fence.pending.end();
         payload.signal();
     }
     true

@@ -1,11 +1,9 @@
 //! `VkFence`.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use ash::vk;
 use tether_payload::{Payload, PayloadKind};
 
-use super::PayloadSlot;
+use super::{PayloadSlot, PendingWork};
 use tether_handles::Win32Exports;
 
 pub struct Fence {
@@ -15,7 +13,7 @@ pub struct Fence {
     pub slot: PayloadSlot,
     pub win32: Win32Exports,
     /// Submitted batches that will signal this fence and have not yet.
-    pending: AtomicU32,
+    pub pending: PendingWork,
 }
 
 impl Fence {
@@ -35,7 +33,7 @@ impl Fence {
             export_types,
             slot: PayloadSlot::new(permanent),
             win32,
-            pending: AtomicU32::new(0),
+            pending: PendingWork::default(),
         }
     }
 
@@ -46,18 +44,5 @@ impl Fence {
     /// `vkResetFences`: the permanent payload comes back first, then it is reset.
     pub fn reset(&self) {
         self.slot.restore_permanent().reset();
-    }
-
-    /// Whether queue work that will signal this fence is still outstanding.
-    pub fn is_pending(&self) -> bool {
-        self.pending.load(Ordering::Acquire) != 0
-    }
-
-    pub fn begin_pending(&self) {
-        self.pending.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub fn end_pending(&self) {
-        self.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }

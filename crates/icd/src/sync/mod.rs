@@ -7,6 +7,7 @@ pub mod fence;
 pub mod semaphore;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use tether_payload::Payload;
 
@@ -28,6 +29,36 @@ struct Slots {
 pub enum Permanence {
     Temporary,
     Permanent,
+}
+
+impl Permanence {
+    /// From an import's `VK_*_IMPORT_TEMPORARY_BIT`.
+    pub fn from_temporary_flag(temporary: bool) -> Permanence {
+        if temporary {
+            Permanence::Temporary
+        } else {
+            Permanence::Permanent
+        }
+    }
+}
+
+/// Queue operations submitted on an object that have not executed yet (imports into an object
+/// with pending work are invalid).
+#[derive(Default)]
+pub struct PendingWork(AtomicU32);
+
+impl PendingWork {
+    pub fn is_pending(&self) -> bool {
+        self.0.load(Ordering::Acquire) != 0
+    }
+
+    pub fn begin(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn end(&self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl PayloadSlot {

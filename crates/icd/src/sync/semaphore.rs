@@ -1,17 +1,25 @@
 //! `VkSemaphore`, binary and timeline.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use ash::vk;
 use tether_payload::{Payload, PayloadKind, WaitFor};
 
-use super::PayloadSlot;
+use super::{PayloadSlot, PendingWork};
 use tether_handles::Win32Exports;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SemaphoreType {
     Binary,
     Timeline,
+}
+
+impl SemaphoreType {
+    /// The row kind of the handle-type table.
+    pub fn object_kind(self) -> crate::handle_types::ObjectKind {
+        match self {
+            SemaphoreType::Binary => crate::handle_types::ObjectKind::BinarySemaphore,
+            SemaphoreType::Timeline => crate::handle_types::ObjectKind::TimelineSemaphore,
+        }
+    }
 }
 
 /// The values a submit gives one semaphore operation: from `VkTimelineSemaphoreSubmitInfo` (or
@@ -42,7 +50,7 @@ pub struct Semaphore {
     pub slot: PayloadSlot,
     pub win32: Win32Exports,
     /// Submitted waits and signals on this semaphore that have not executed yet.
-    pending: AtomicU32,
+    pub pending: PendingWork,
 }
 
 impl Semaphore {
@@ -59,7 +67,7 @@ impl Semaphore {
             export_types,
             slot: PayloadSlot::new(permanent),
             win32,
-            pending: AtomicU32::new(0),
+            pending: PendingWork::default(),
         }
     }
 
@@ -73,17 +81,5 @@ impl Semaphore {
             None => WaitFor::Consume,
         };
         (payload, what)
-    }
-
-    pub fn is_pending(&self) -> bool {
-        self.pending.load(Ordering::Acquire) != 0
-    }
-
-    pub fn begin_pending(&self) {
-        self.pending.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub fn end_pending(&self) {
-        self.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
