@@ -8,11 +8,22 @@
 //! | [`demo`] | the producer/consumer demo |
 //! | [`bench`] | the benchmark: one entry per measurement, compared to a raw futex baseline |
 //! | [`stats`] | percentiles |
+//! | [`table`] | plain-text tables |
+
+/// `println!` that does not panic when stdout is closed (`tether caps | head`): the rest of the
+/// output is dropped and the command still finishes, so its exit status still reports the work.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
 
 mod bench;
 mod caps;
 mod demo;
 mod stats;
+mod table;
 mod vulkan;
 
 use std::process::ExitCode;
@@ -20,7 +31,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "tether", version, about = "Vulkan external fences and semaphores, on any machine")]
+#[command(
+    name = "tether",
+    version,
+    about = "Vulkan external fences and semaphores, on any machine"
+)]
 struct Cli {
     #[command(flatten)]
     entry: EntryArgs,

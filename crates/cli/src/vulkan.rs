@@ -1,0 +1,419 @@
+//! Choosing the Vulkan entry: the system loader when there is one (with this checkout's tether ICD
+//! made visible to it), otherwise the tether ICD linked into this binary.
+
+use std::ffi::{CStr, OsString};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ash::vk;
+
+/// What the user asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// The loader if it loads, else the embedded ICD.
+    Auto,
+    Loader,
+    Embedded,
+}
+
+/// Where the Vulkan commands come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The Khronos loader, `libvulkan.so.1`, with every driver it finds.
+    Loader,
+    /// The tether ICD linked into this binary, called directly (no loader, no other driver).
+    Embedded,
+}
+
+/// A Vulkan entry and where it came from.
+pub struct Vulkan {
+    pub entry: ash::Entry,
+    pub source: Source,
+}
+
+/// Whether [`notice`] writes to stderr (when stdout carries machine-readable output).
+static NOTICES_TO_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// Sends later notices (such as "using the embedded tether ICD") to stderr instead of stdout.
+pub fn set_notices_to_stderr() {
+    NOTICES_TO_STDERR.store(true, Ordering::Relaxed);
+}
+
+/// A line for the user about which Vulkan is used: stdout, unless stdout is for machines.
+pub fn notice(line: &str) {
+    if NOTICES_TO_STDERR.load(Ordering::Relaxed) {
+        eprintln!("{line}");
+    } else {
+        say!("{line}");
+    }
+}
+
+/// What [`expose_tether_icd`] did.
+#[derive(Debug)]
+enum Exposed {
+    /// Added this manifest to `VK_ADD_DRIVER_FILES`.
+    Added(PathBuf),
+    /// Left out this library: the driver cargo last built for this binary's profile is newer
+    /// (`cargo build` of one binary does not refresh `target/release/libtether_icd.so`).
+    Stale(PathBuf),
+}
+
+static EXPOSED: OnceLock<Exposed> = OnceLock::new();
+
+/// This checkout's ICD manifest.
+fn manifest_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/tether_icd.json")
+}
+
+/// The library a manifest names, resolved relative to the manifest as the loader does.
+fn manifest_library(manifest: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    let after_key = &text[text.find("\"library_path\"")? + "\"library_path\"".len()..];
+    let value = after_key[after_key.find('"')? + 1..].split('"').next()?;
+    let library = Path::new(value);
+    Some(if library.is_absolute() {
+        library.to_path_buf()
+    } else {
+        manifest.parent()?.join(library)
+    })
+}
+
+/// Whether `library` is older than the driver cargo built next to this binary (in `deps/`).
+fn older_than_this_build(library: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let built = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("deps/libtether_icd.so")))
+        .and_then(|p| modified(&p));
+    matches!((modified(library), built), (Some(lib), Some(built)) if lib < built)
+}
+
+/// Makes this checkout's tether ICD visible to the loader: when neither `VK_DRIVER_FILES` nor
+/// `VK_ICD_FILENAMES` is set (those replace the driver list, and the user chose it), and the
+/// manifest's library has been built (`cargo build --release`) and is not older than the driver
+/// built with this binary, the manifest is added to `VK_ADD_DRIVER_FILES`.
+///
+/// Must run at the very start of `main`, before any other thread exists.
+pub fn expose_tether_icd() {
+    if std::env::var_os("VK_DRIVER_FILES").is_some() || std::env::var_os("VK_ICD_FILENAMES").is_some() {
+        return;
+    }
+    let Ok(manifest) = manifest_path().canonicalize() else {
+        return;
+    };
+    let Some(library) = manifest_library(&manifest).filter(|lib| lib.exists()) else {
+        return;
+    };
+    if older_than_this_build(&library) {
+        let _ = EXPOSED.set(Exposed::Stale(library));
+        return;
+    }
+    let mut value = OsString::from(manifest.as_os_str());
+    if let Some(existing) = std::env::var_os("VK_ADD_DRIVER_FILES").filter(|v| !v.is_empty()) {
+        if std::env::split_paths(&existing).any(|p| p == manifest) {
+            return;
+        }
+        value.push(":");
+        value.push(existing);
+    }
+    // SAFETY: called first thing in `main`, while the process has a single thread, so nothing
+    // reads the environment concurrently.
+    unsafe { std::env::set_var("VK_ADD_DRIVER_FILES", &value) };
+    let _ = EXPOSED.set(Exposed::Added(manifest));
+}
+
+/// The manifest [`expose_tether_icd`] added, if any.
+pub fn added_manifest() -> Option<&'static Path> {
+    match EXPOSED.get() {
+        Some(Exposed::Added(m)) => Some(m),
+        _ => None,
+    }
+}
+
+/// A stale library [`expose_tether_icd`] left out, if any.
+fn stale_library() -> Option<&'static Path> {
+    match EXPOSED.get() {
+        Some(Exposed::Stale(l)) => Some(l),
+        _ => None,
+    }
+}
+
+/// The loader's `vkGetInstanceProcAddr`, or why it is not there. The library stays loaded for
+/// the life of the process (drivers it loads may keep threads running until exit).
+fn load_loader() -> Result<vk::PFN_vkGetInstanceProcAddr, String> {
+    // SAFETY: loading the Khronos loader runs its initializers, which are sound to run at any
+    // point of a program.
+    let lib = unsafe { libloading::Library::new("libvulkan.so.1") }.map_err(|e| e.to_string())?;
+    // SAFETY: the loader exports `vkGetInstanceProcAddr` with exactly this type.
+    let gipa = unsafe { lib.get::<vk::PFN_vkGetInstanceProcAddr>(b"vkGetInstanceProcAddr\0") }
+        .map(|sym| *sym)
+        .map_err(|e| e.to_string())?;
+    std::mem::forget(lib);
+    Ok(gipa)
+}
+
+/// The embedded tether ICD as a Vulkan entry.
+fn embedded_entry() -> ash::Entry {
+    // SAFETY: `vk_icdGetInstanceProcAddr` answers global commands for a NULL instance, as
+    // `vkGetInstanceProcAddr` does, and lives as long as the program.
+    unsafe {
+        ash::Entry::from_static_fn(ash::StaticFn {
+            get_instance_proc_addr: tether_icd::vk_icdGetInstanceProcAddr,
+        })
+    }
+}
+
+impl Vulkan {
+    /// Opens the entry the user chose. In `Auto` mode, falls back to the embedded ICD and says
+    /// so on stdout.
+    pub fn open(choice: Choice) -> Result<Vulkan, String> {
+        if choice == Choice::Embedded {
+            return Ok(Vulkan::embedded());
+        }
+        match load_loader() {
+            Ok(gipa) => {
+                if let Some(lib) = stale_library() {
+                    notice(&format!(
+                        "not offering {} to the loader: it is older than the driver built with this binary \
+                         (`cargo build --release` refreshes it)",
+                        lib.display()
+                    ));
+                }
+                Ok(Vulkan {
+                    // SAFETY: the loader's `vkGetInstanceProcAddr`, loaded for the life of the process.
+                    entry: unsafe {
+                        ash::Entry::from_static_fn(ash::StaticFn {
+                            get_instance_proc_addr: gipa,
+                        })
+                    },
+                    source: Source::Loader,
+                })
+            }
+            Err(e) if choice == Choice::Loader => Err(format!("cannot load the Vulkan loader libvulkan.so.1: {e}")),
+            Err(_) => {
+                notice("no Vulkan loader found: using the embedded tether ICD");
+                Ok(Vulkan::embedded())
+            }
+        }
+    }
+
+    pub fn embedded() -> Vulkan {
+        Vulkan {
+            entry: embedded_entry(),
+            source: Source::Embedded,
+        }
+    }
+
+    /// One line about where the commands come from.
+    pub fn describe(&self) -> String {
+        match self.source {
+            Source::Embedded => "the tether ICD linked into this binary (no loader)".to_string(),
+            Source::Loader => match added_manifest() {
+                Some(m) => format!(
+                    "the Vulkan loader (libvulkan.so.1), tether ICD added from {}",
+                    m.display()
+                ),
+                None => "the Vulkan loader (libvulkan.so.1)".to_string(),
+            },
+        }
+    }
+
+    /// A Vulkan 1.2 instance with no layers or extensions.
+    pub fn create_instance(&self) -> Result<ash::Instance, String> {
+        let app = vk::ApplicationInfo::default()
+            .application_name(c"tether")
+            .application_version(1)
+            .engine_name(c"tether")
+            .api_version(vk::API_VERSION_1_2);
+        let info = vk::InstanceCreateInfo::default().application_info(&app);
+        // SAFETY: a valid create info with no extensions or layers.
+        unsafe { self.entry.create_instance(&info, None) }.map_err(|e| format!("vkCreateInstance: {e}"))
+    }
+}
+
+/// A physical device's name.
+pub fn device_name(props: &vk::PhysicalDeviceProperties) -> String {
+    props
+        .device_name_as_c_str()
+        .map_or_else(|_| "(unnamed)".to_string(), |n: &CStr| n.to_string_lossy().into_owned())
+}
+
+/// Whether a physical device is a tether device.
+pub fn is_tether(props: &vk::PhysicalDeviceProperties) -> bool {
+    device_name(props) == tether_icd::objects::physical_device::DEVICE_NAME
+}
+
+/// The tether device opened for work: one instance, one device with up to two queues of its one
+/// queue family, timeline semaphores enabled. Destroyed on drop.
+pub struct TetherDevice {
+    pub vulkan: Vulkan,
+    pub instance: ash::Instance,
+    pub device: ash::Device,
+    pub queue_family: u32,
+    /// Two queues, or the same queue twice when the family has only one.
+    pub queues: [vk::Queue; 2],
+    pub distinct_queues: bool,
+    pub memory_properties: vk::PhysicalDeviceMemoryProperties,
+}
+
+impl TetherDevice {
+    /// Opens the tether device through the chosen entry. In `Auto` mode, when the loader finds
+    /// no driver or no tether device, uses the embedded ICD (and says so).
+    pub fn open(choice: Choice) -> Result<TetherDevice, String> {
+        let vulkan = Vulkan::open(choice)?;
+        if vulkan.source == Source::Embedded {
+            return TetherDevice::open_embedded(vulkan);
+        }
+        let why = match vulkan.create_instance() {
+            Ok(instance) => match find_tether(&instance) {
+                Ok(Some(pd)) => return TetherDevice::create(vulkan, instance, pd),
+                Ok(None) | Err(_) => {
+                    // SAFETY: nothing was created from the instance.
+                    unsafe { instance.destroy_instance(None) };
+                    "the Vulkan loader sees no tether device".to_string()
+                }
+            },
+            Err(e) => format!("the Vulkan loader found no usable driver ({e})"),
+        };
+        if choice == Choice::Loader {
+            return Err(format!(
+                "{why}: build it with `cargo build --release`, set \
+                 VK_DRIVER_FILES=$PWD/manifests/tether_icd.json, or leave out --loader"
+            ));
+        }
+        notice(&format!(
+            "{why} (`cargo build --release` builds libtether_icd.so): using the embedded tether ICD"
+        ));
+        TetherDevice::open_embedded(Vulkan::embedded())
+    }
+
+    fn open_embedded(vulkan: Vulkan) -> Result<TetherDevice, String> {
+        let instance = vulkan.create_instance()?;
+        match find_tether(&instance) {
+            Ok(Some(pd)) => TetherDevice::create(vulkan, instance, pd),
+            other => {
+                // SAFETY: nothing was created from the instance.
+                unsafe { instance.destroy_instance(None) };
+                Err(other
+                    .err()
+                    .unwrap_or_else(|| "the embedded ICD offers no device".to_string()))
+            }
+        }
+    }
+
+    fn create(vulkan: Vulkan, instance: ash::Instance, pd: vk::PhysicalDevice) -> Result<TetherDevice, String> {
+        let fail = |instance: &ash::Instance, e: String| {
+            // SAFETY: nothing else was created from the instance.
+            unsafe { instance.destroy_instance(None) };
+            Err(e)
+        };
+        // SAFETY: `pd` is a physical device of `instance`.
+        let families = unsafe { instance.get_physical_device_queue_family_properties(pd) };
+        let Some((family, props)) = families
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.queue_flags.contains(vk::QueueFlags::TRANSFER))
+        else {
+            return fail(&instance, "the tether device has no transfer queue family".to_string());
+        };
+        let queue_family = family as u32;
+        let count = props.queue_count.min(2);
+        let priorities = [1.0f32; 2];
+        let queue_info = [vk::DeviceQueueCreateInfo::default()
+            .queue_family_index(queue_family)
+            .queue_priorities(&priorities[..count as usize])];
+        let mut features12 = vk::PhysicalDeviceVulkan12Features::default().timeline_semaphore(true);
+        let info = vk::DeviceCreateInfo::default()
+            .queue_create_infos(&queue_info)
+            .push_next(&mut features12);
+        // SAFETY: a valid create info for a physical device of `instance`.
+        let device = match unsafe { instance.create_device(pd, &info, None) } {
+            Ok(d) => d,
+            Err(e) => return fail(&instance, format!("vkCreateDevice: {e}")),
+        };
+        // SAFETY: the queues were requested at device creation.
+        let queues = unsafe {
+            [
+                device.get_device_queue(queue_family, 0),
+                device.get_device_queue(queue_family, count - 1),
+            ]
+        };
+        // SAFETY: `pd` is a physical device of `instance`.
+        let memory_properties = unsafe { instance.get_physical_device_memory_properties(pd) };
+        Ok(TetherDevice {
+            vulkan,
+            instance,
+            device,
+            queue_family,
+            queues,
+            distinct_queues: count == 2,
+            memory_properties,
+        })
+    }
+
+    /// A host-visible, host-coherent memory type among `bits`.
+    pub fn host_memory_type(&self, bits: u32) -> Option<u32> {
+        let wanted = vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT;
+        (0..self.memory_properties.memory_type_count).find(|&i| {
+            bits & (1 << i) != 0
+                && self.memory_properties.memory_types[i as usize]
+                    .property_flags
+                    .contains(wanted)
+        })
+    }
+
+    pub fn create_fence(&self) -> Result<vk::Fence, String> {
+        // SAFETY: a valid create info on a live device.
+        unsafe { self.device.create_fence(&vk::FenceCreateInfo::default(), None) }
+            .map_err(|e| format!("vkCreateFence: {e}"))
+    }
+
+    pub fn create_timeline(&self, initial: u64) -> Result<vk::Semaphore, String> {
+        let mut ty = vk::SemaphoreTypeCreateInfo::default()
+            .semaphore_type(vk::SemaphoreType::TIMELINE)
+            .initial_value(initial);
+        let info = vk::SemaphoreCreateInfo::default().push_next(&mut ty);
+        // SAFETY: a valid create info on a live device with timeline semaphores enabled.
+        unsafe { self.device.create_semaphore(&info, None) }.map_err(|e| format!("vkCreateSemaphore (timeline): {e}"))
+    }
+
+    pub fn create_binary(&self) -> Result<vk::Semaphore, String> {
+        // SAFETY: a valid create info on a live device.
+        unsafe { self.device.create_semaphore(&vk::SemaphoreCreateInfo::default(), None) }
+            .map_err(|e| format!("vkCreateSemaphore (binary): {e}"))
+    }
+}
+
+impl Drop for TetherDevice {
+    fn drop(&mut self) {
+        // SAFETY: the device and instance are destroyed once, after all work is idle; objects
+        // created from them were destroyed by their users (or are reclaimed with the device).
+        unsafe {
+            let _ = self.device.device_wait_idle();
+            self.device.destroy_device(None);
+            self.instance.destroy_instance(None);
+        }
+    }
+}
+
+/// The first tether physical device of an instance.
+pub fn find_tether(instance: &ash::Instance) -> Result<Option<vk::PhysicalDevice>, String> {
+    // SAFETY: a live instance.
+    let devices =
+        unsafe { instance.enumerate_physical_devices() }.map_err(|e| format!("vkEnumeratePhysicalDevices: {e}"))?;
+    Ok(devices.into_iter().find(|&pd| {
+        // SAFETY: `pd` was just enumerated from `instance`.
+        is_tether(&unsafe { instance.get_physical_device_properties(pd) })
+    }))
+}
+
+/// Formats a Vulkan version.
+pub fn version_string(v: u32) -> String {
+    format!(
+        "{}.{}.{}",
+        vk::api_version_major(v),
+        vk::api_version_minor(v),
+        vk::api_version_patch(v)
+    )
+}
