@@ -1,41 +1,95 @@
-//! `tether bench`: wake-up latencies of the tether device next to a raw futex ping-pong, measured
-//! in the same run.
+//! `tether bench`: wake-up, export and import latencies of the tether device, each next to a
+//! baseline measured in the same run.
 //!
 //! Each measurement is one entry of [`MEASUREMENTS`]: a function that runs `plan.total()`
 //! iterations and returns one sample (ns) per iteration; the first `plan.warmup` are dropped.
-//! New measurements (export/import latency, cross-process wake) are new entries.
+//! Every entry names its baseline, itself an entry (a baseline names itself):
+//!
+//! * `futex_pingpong`: two threads, two futex words: for wake-ups within a process;
+//! * `futex_pingpong_xproc`: the same between two processes over a shared memfd page: for
+//!   wake-ups across processes;
+//! * `dup_close`: `fcntl(F_DUPFD_CLOEXEC)` + `close`: for fd exports and repeated imports (which
+//!   reuse the mapping);
+//! * `mmap_munmap_memfd`: mapping a 4 KiB memfd page, reading it, unmapping it: for first
+//!   imports (a new mapping);
+//! * `broker_ping`: a request/reply with `tether-broker`: for KMT and name exports.
+//!
+//! The cross-process measurements run their other side in a child process, a re-exec of this
+//! binary (`tether bench-child`), which gets its fds by inheritance.
 
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ash::vk;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use rustix::thread::futex;
 
+use crate::external::{SecurityAttributes, SemaphoreKind, Win32Export, wide};
+use crate::peer::{ParentLink, Peer, inheritable, parse_list};
 use crate::stats::{Summary, nanos};
 use crate::vulkan::{self, Choice, TetherDevice};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Measured iterations per measurement.
-    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
-    iters: u32,
-    /// Iterations run first and not counted.
-    #[arg(long, default_value_t = 2_000)]
-    warmup: u32,
+    /// Measured iterations of every measurement (default: each measurement's own count, in the
+    /// table's "n" column).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    iters: Option<u32>,
+    /// Iterations run first and not counted (default: a tenth of the measured ones).
+    #[arg(long)]
+    warmup: Option<u32>,
     /// One JSON object per line and measurement: {"name","p50_ns","p99_ns","baseline","ratio"}.
     #[arg(long)]
     json: bool,
-    /// Run only the measurements whose name contains this (the baseline always runs).
+    /// Run only the measurements whose name contains this (and their baselines).
     #[arg(long)]
     only: Option<String>,
-    /// Run every thread, the driver's queue workers included, on this one CPU: steadier numbers
-    /// on a busy or virtual machine, where a wake-up across CPUs costs what the scheduler decides.
+    /// Run every thread and process, the driver's queue workers and the child processes
+    /// included, on this one CPU: steadier numbers on a busy or virtual machine, where a wake-up
+    /// across CPUs costs what the scheduler decides.
     #[arg(long, value_name = "CPU")]
     pin: Option<usize>,
 }
 
-/// Pins the calling thread, and so every thread it creates later, to one CPU.
+/// Which side of a cross-process measurement a child plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PeerKind {
+    /// Futex ping-pong on an inherited memfd page.
+    Futex,
+    /// Timeline ping-pong on two imported timeline semaphores.
+    Timeline,
+    /// Binary semaphore hand-off through queue submits.
+    Binary,
+}
+
+/// How the child imports its semaphores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ImportAs {
+    /// `vkImportSemaphoreWin32HandleKHR`, OPAQUE_WIN32 (an inherited NT handle).
+    Nt,
+    /// `vkImportSemaphoreFdKHR`, OPAQUE_FD (an inherited fd).
+    Fd,
+}
+
+/// A benchmark's child process (`tether bench-child`).
+#[derive(Args)]
+pub struct ChildArgs {
+    #[arg(value_enum)]
+    kind: PeerKind,
+    /// Iterations to play.
+    #[arg(long)]
+    count: u64,
+    /// Inherited fds or NT handles: A,B.
+    #[arg(long)]
+    handles: String,
+    #[arg(long, value_enum, default_value = "nt")]
+    import: ImportAs,
+}
+
+/// Pins the calling thread, and so every thread and process it creates later, to one CPU.
 fn pin_to(cpu: usize) -> Result<(), String> {
     if cpu >= rustix::thread::CpuSet::MAX_CPU {
         return Err(format!("--pin {cpu}: no such CPU"));
@@ -46,6 +100,7 @@ fn pin_to(cpu: usize) -> Result<(), String> {
 }
 
 /// How many iterations to run.
+#[derive(Clone, Copy)]
 pub struct Plan {
     pub iters: usize,
     pub warmup: usize,
@@ -59,9 +114,9 @@ impl Plan {
 
 /// What a measurement runs on.
 pub struct Context<'a> {
-    /// The tether device, for measurements with `needs_device`.
+    /// The tether device, for measurements that need it.
     pub device: Option<&'a TetherDevice>,
-    pub plan: &'a Plan,
+    pub plan: Plan,
 }
 
 impl Context<'_> {
@@ -70,143 +125,408 @@ impl Context<'_> {
     }
 }
 
+/// What a measurement needs besides the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    Nothing,
+    Device,
+    /// The device and a running `tether-broker`.
+    Broker,
+}
+
 /// One measurement.
 pub struct Measurement {
     /// Stable name, used in `--json` output and by `--only`.
     pub name: &'static str,
     /// One line for people.
     pub what: &'static str,
-    pub needs_device: bool,
+    /// The measurement it is compared with (itself for a baseline).
+    pub baseline: &'static str,
+    pub needs: Needs,
+    /// Default measured iterations (`--iters` overrides).
+    pub iters: usize,
     /// Runs `plan.total()` iterations and returns one sample (ns) each.
     pub run: fn(&Context<'_>) -> Result<Vec<u64>, String>,
 }
 
-/// The measurement every other is compared with.
-pub const BASELINE: &str = "futex_pingpong";
+const FUTEX: &str = "futex_pingpong";
+const FUTEX_XPROC: &str = "futex_pingpong_xproc";
+const DUP: &str = "dup_close";
+const MMAP: &str = "mmap_munmap_memfd";
+const BROKER: &str = "broker_ping";
 
 pub const MEASUREMENTS: &[Measurement] = &[
     Measurement {
-        name: BASELINE,
+        name: FUTEX,
         what: "baseline: raw futex ping-pong between two threads (round trip)",
-        needs_device: false,
+        baseline: FUTEX,
+        needs: Needs::Nothing,
+        iters: 20_000,
         run: futex_pingpong,
     },
     Measurement {
         name: "fence_submit_wait",
         what: "empty vkQueueSubmit signaling a fence -> vkWaitForFences returns",
-        needs_device: true,
+        baseline: FUTEX,
+        needs: Needs::Device,
+        iters: 20_000,
         run: fence_submit_wait,
     },
     Measurement {
         name: "timeline_host_pingpong",
         what: "vkSignalSemaphore -> vkWaitSemaphores in another thread, and back (round trip)",
-        needs_device: true,
+        baseline: FUTEX,
+        needs: Needs::Device,
+        iters: 20_000,
         run: timeline_host_pingpong,
+    },
+    Measurement {
+        name: FUTEX_XPROC,
+        what: "baseline: raw futex ping-pong between two processes on a shared memfd page (round trip)",
+        baseline: FUTEX_XPROC,
+        needs: Needs::Nothing,
+        iters: 20_000,
+        run: futex_pingpong_xproc,
+    },
+    Measurement {
+        name: "timeline_xproc_nt",
+        what: "vkSignalSemaphore -> vkWaitSemaphores in another process, and back; timelines imported there by NT handle",
+        baseline: FUTEX_XPROC,
+        needs: Needs::Device,
+        iters: 20_000,
+        run: timeline_xproc_nt,
+    },
+    Measurement {
+        name: "timeline_xproc_fd",
+        what: "the same, timelines imported there by OPAQUE_FD",
+        baseline: FUTEX_XPROC,
+        needs: Needs::Device,
+        iters: 20_000,
+        run: timeline_xproc_fd,
+    },
+    Measurement {
+        name: "binary_xproc_submit",
+        what: "vkSignalSemaphore releases a submit signaling binary B1 -> the other process's queue waits B1, signals \
+               B2 -> a submit waiting B2 signals a fence -> vkWaitForFences returns",
+        baseline: FUTEX_XPROC,
+        needs: Needs::Device,
+        iters: 10_000,
+        run: binary_xproc_submit,
+    },
+    Measurement {
+        name: DUP,
+        what: "baseline: fcntl(F_DUPFD_CLOEXEC) + close of one fd",
+        baseline: DUP,
+        needs: Needs::Nothing,
+        iters: 20_000,
+        run: dup_close,
+    },
+    Measurement {
+        name: "export_semaphore_opaque_fd",
+        what: "vkGetSemaphoreFdKHR (OPAQUE_FD) + close",
+        baseline: DUP,
+        needs: Needs::Device,
+        iters: 20_000,
+        run: export_semaphore_opaque_fd,
+    },
+    Measurement {
+        name: "export_fence_opaque_fd",
+        what: "vkGetFenceFdKHR (OPAQUE_FD) + close",
+        baseline: DUP,
+        needs: Needs::Device,
+        iters: 20_000,
+        run: export_fence_opaque_fd,
+    },
+    Measurement {
+        name: "export_semaphore_win32_nt",
+        what: "vkGetSemaphoreWin32HandleKHR (OPAQUE_WIN32, an NT handle) + CloseHandle; a new semaphore each time",
+        baseline: DUP,
+        needs: Needs::Device,
+        iters: 10_000,
+        run: export_semaphore_win32_nt,
+    },
+    Measurement {
+        name: "import_opaque_fd_repeat",
+        what: "vkImportSemaphoreFdKHR (OPAQUE_FD) of a payload already mapped here (mapping reused)",
+        baseline: DUP,
+        needs: Needs::Device,
+        iters: 20_000,
+        run: import_opaque_fd_repeat,
+    },
+    Measurement {
+        name: "import_win32_nt_repeat",
+        what: "vkImportSemaphoreWin32HandleKHR (OPAQUE_WIN32) of a payload already mapped here (mapping reused)",
+        baseline: DUP,
+        needs: Needs::Device,
+        iters: 20_000,
+        run: import_win32_nt_repeat,
+    },
+    Measurement {
+        name: MMAP,
+        what: "baseline: mmap of a 4 KiB memfd page, read one word, munmap",
+        baseline: MMAP,
+        needs: Needs::Nothing,
+        iters: 20_000,
+        run: mmap_munmap_memfd,
+    },
+    Measurement {
+        name: "import_opaque_fd_first",
+        what: "vkImportSemaphoreFdKHR (OPAQUE_FD) of a payload not mapped here (new mapping, header checked) + \
+               vkDestroySemaphore (unmaps it)",
+        baseline: MMAP,
+        needs: Needs::Device,
+        iters: 10_000,
+        run: import_opaque_fd_first,
+    },
+    Measurement {
+        name: "import_win32_nt_first",
+        what: "vkImportSemaphoreWin32HandleKHR (OPAQUE_WIN32) of a payload not mapped here + vkDestroySemaphore",
+        baseline: MMAP,
+        needs: Needs::Device,
+        iters: 10_000,
+        run: import_win32_nt_first,
+    },
+    Measurement {
+        name: BROKER,
+        what: "baseline: one request/reply with tether-broker (ping)",
+        baseline: BROKER,
+        needs: Needs::Broker,
+        iters: 5_000,
+        run: broker_ping,
+    },
+    Measurement {
+        name: "export_semaphore_win32_kmt",
+        what: "first vkGetSemaphoreWin32HandleKHR (OPAQUE_WIN32_KMT) of a new semaphore: registers a KMT value",
+        baseline: BROKER,
+        needs: Needs::Broker,
+        iters: 5_000,
+        run: export_semaphore_win32_kmt,
+    },
+    Measurement {
+        name: "export_semaphore_win32_name",
+        what: "first vkGetSemaphoreWin32HandleKHR (OPAQUE_WIN32) of a new named semaphore: registers the name + \
+               CloseHandle",
+        baseline: BROKER,
+        needs: Needs::Broker,
+        iters: 5_000,
+        run: export_semaphore_win32_name,
     },
 ];
 
 /// How long a single wait may take before a measurement fails.
 const WAIT_LIMIT: Duration = Duration::from_secs(5);
 
-/// A futex word on its own cache line.
-#[repr(align(64))]
-struct Word(AtomicU32);
+// ---------------------------------------------------------------------------------------------
+// Futex baselines.
 
-impl Word {
+/// A futex word: process-private (threads) or shared (processes mapping the same page).
+#[derive(Clone, Copy)]
+struct Futex<'a> {
+    word: &'a AtomicU32,
+    flags: futex::Flags,
+}
+
+impl Futex<'_> {
     fn set(&self, value: u32) {
-        self.0.store(value, Ordering::Release);
-        let _ = futex::wake(&self.0, futex::Flags::PRIVATE, 1);
+        self.word.store(value, Ordering::Release);
+        let _ = futex::wake(self.word, self.flags, 1);
     }
 
-    fn wait_for(&self, value: u32) {
+    /// Blocks in the kernel until the word is `value` (no spinning); `false` after `limit`.
+    fn wait_for(&self, value: u32, limit: Option<Duration>) -> bool {
+        let deadline = limit.map(|l| Instant::now() + l);
         loop {
-            let current = self.0.load(Ordering::Acquire);
+            let current = self.word.load(Ordering::Acquire);
             if current == value {
-                return;
+                return true;
             }
-            // EAGAIN (the word changed) and EINTR just loop.
-            let _ = futex::wait(&self.0, futex::Flags::PRIVATE, current, None);
+            let timeout = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    Some(rustix::time::Timespec {
+                        tv_sec: left.as_secs() as i64,
+                        tv_nsec: i64::from(left.subsec_nanos()),
+                    })
+                }
+                None => None,
+            };
+            // EAGAIN (the word changed), EINTR and ETIMEDOUT just loop.
+            let _ = futex::wait(self.word, self.flags, current, timeout.as_ref());
         }
     }
 }
+
+/// A futex word on its own cache line.
+#[repr(align(64))]
+struct Word(AtomicU32);
 
 /// Two threads, two futex words: the main thread sets `ping` and waits for `pong`, the other
 /// waits for `ping` and sets `pong`. Blocks in the kernel every time (no spinning).
 fn futex_pingpong(cx: &Context<'_>) -> Result<Vec<u64>, String> {
     let total = u32::try_from(cx.plan.total()).map_err(|_| "too many iterations")?;
-    let (ping, pong) = (Word(AtomicU32::new(0)), Word(AtomicU32::new(0)));
+    let words = (Word(AtomicU32::new(0)), Word(AtomicU32::new(0)));
+    let ping = Futex {
+        word: &words.0.0,
+        flags: futex::Flags::PRIVATE,
+    };
+    let pong = Futex {
+        word: &words.1.0,
+        flags: futex::Flags::PRIVATE,
+    };
     let mut samples = Vec::with_capacity(total as usize);
     std::thread::scope(|scope| {
         scope.spawn(|| {
             for i in 1..=total {
-                ping.wait_for(i);
+                ping.wait_for(i, None);
                 pong.set(i);
             }
         });
         for i in 1..=total {
             let start = Instant::now();
             ping.set(i);
-            pong.wait_for(i);
+            pong.wait_for(i, None);
             samples.push(nanos(start.elapsed()));
         }
     });
     Ok(samples)
 }
 
+/// A 4 KiB memfd page mapped shared; unmapped on drop.
+struct SharedPage {
+    ptr: NonNull<AtomicU32>,
+}
+
+const PAGE: usize = 4096;
+/// Words per cache line: ping and pong live on different lines.
+const LINE_WORDS: usize = 16;
+
+impl SharedPage {
+    fn memfd() -> Result<OwnedFd, String> {
+        let fd = rustix::fs::memfd_create("tether-bench", rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(|e| format!("memfd_create: {e}"))?;
+        rustix::fs::ftruncate(&fd, PAGE as u64).map_err(|e| format!("ftruncate: {e}"))?;
+        Ok(fd)
+    }
+
+    fn map(fd: impl AsFd) -> Result<SharedPage, String> {
+        use rustix::mm::{MapFlags, ProtFlags};
+        // SAFETY: a new shared mapping at an address the kernel picks (aliasing no Rust object)
+        // of a file at least PAGE bytes long, which nobody shrinks while it is mapped.
+        let raw = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                PAGE,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )
+        }
+        .map_err(|e| format!("mmap: {e}"))?;
+        let ptr = NonNull::new(raw.cast::<AtomicU32>()).ok_or("mmap returned NULL")?;
+        Ok(SharedPage { ptr })
+    }
+
+    /// The futex word at cache line `line`, shared between processes.
+    fn futex(&self, line: usize) -> Futex<'_> {
+        assert!(line * LINE_WORDS * 4 < PAGE);
+        // SAFETY: inside the live, page-aligned mapping (checked above), which lasts as long as
+        // `self`; every bit pattern is a valid `AtomicU32`, and other processes touch the page
+        // only through atomics too.
+        let word = unsafe { self.ptr.add(line * LINE_WORDS).as_ref() };
+        Futex {
+            word,
+            flags: futex::Flags::empty(),
+        }
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made in `map`; no reference into it outlives `self`.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), PAGE) };
+    }
+}
+
+/// The cross-process futex ping-pong: this process sets `ping` and waits for `pong` on a memfd
+/// page the child maps too.
+fn futex_pingpong_xproc(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    let total = u32::try_from(cx.plan.total()).map_err(|_| "too many iterations")?;
+    let fd = SharedPage::memfd()?;
+    let page = SharedPage::map(&fd)?;
+    inheritable(&fd)?;
+    let mut peer = spawn_child(
+        PeerKind::Futex,
+        None,
+        u64::from(total),
+        &[fd.as_raw_fd() as i64],
+        vulkan::Source::Embedded,
+    )?;
+    drop(fd);
+    peer.expect_line("ready")?;
+    let (ping, pong) = (page.futex(0), page.futex(1));
+    let mut samples = Vec::with_capacity(total as usize);
+    for i in 1..=total {
+        let start = Instant::now();
+        ping.set(i);
+        if !pong.wait_for(i, Some(WAIT_LIMIT)) {
+            return Err(format!("iteration {i}: no answer from the child within {WAIT_LIMIT:?}"));
+        }
+        samples.push(nanos(start.elapsed()));
+    }
+    peer.finish()?;
+    Ok(samples)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wake-ups within one process.
+
 /// Submit nothing but a fence, wait for it on the host, reset it (not timed).
 fn fence_submit_wait(cx: &Context<'_>) -> Result<Vec<u64>, String> {
     let td = cx.device()?;
-    let dev = &td.device;
     let fence = td.create_fence()?;
     let mut samples = Vec::with_capacity(cx.plan.total());
     let result = (|| {
         for _ in 0..cx.plan.total() {
             let start = Instant::now();
-            // SAFETY: a live queue and an unsignaled, unpending fence of this device.
-            unsafe { dev.queue_submit(td.queues[0], &[], fence) }.map_err(|e| format!("vkQueueSubmit: {e}"))?;
-            // SAFETY: a live fence of this device.
-            unsafe { dev.wait_for_fences(&[fence], true, nanos(WAIT_LIMIT)) }
-                .map_err(|e| format!("vkWaitForFences: {e}"))?;
+            td.submit(td.queues[0], &[], &[], fence)?;
+            if !td.wait_fence(fence, WAIT_LIMIT)? {
+                return Err("the fence was not signaled in time".to_string());
+            }
             samples.push(nanos(start.elapsed()));
-            // SAFETY: the fence is signaled and no longer pending.
-            unsafe { dev.reset_fences(&[fence]) }.map_err(|e| format!("vkResetFences: {e}"))?;
+            td.reset_fence(fence)?;
         }
         Ok(())
     })();
     // SAFETY: no work is pending on the fence (every submit's fence was waited for), or the
     // device is idle after a failure.
     unsafe {
-        let _ = dev.device_wait_idle();
-        dev.destroy_fence(fence, None);
+        let _ = td.device.device_wait_idle();
+        td.device.destroy_fence(fence, None);
     }
     result.map(|()| samples)
 }
 
-fn host_signal(dev: &ash::Device, semaphore: vk::Semaphore, value: u64) -> Result<(), String> {
-    let info = vk::SemaphoreSignalInfo::default().semaphore(semaphore).value(value);
-    // SAFETY: a live timeline semaphore of this device, signaled with a larger value.
-    unsafe { dev.signal_semaphore(&info) }.map_err(|e| format!("vkSignalSemaphore: {e}"))
-}
-
-fn host_wait(dev: &ash::Device, semaphore: vk::Semaphore, value: u64) -> Result<(), String> {
-    let semaphores = [semaphore];
-    let values = [value];
-    let info = vk::SemaphoreWaitInfo::default().semaphores(&semaphores).values(&values);
-    // SAFETY: a live timeline semaphore of this device.
-    unsafe { dev.wait_semaphores(&info, nanos(WAIT_LIMIT)) }.map_err(|e| format!("vkWaitSemaphores({value}): {e}"))
+fn wait_or_fail(td: &TetherDevice, semaphore: vk::Semaphore, value: u64) -> Result<(), String> {
+    if td.wait_value(semaphore, value, WAIT_LIMIT)? {
+        Ok(())
+    } else {
+        Err(format!("timeline value {value} not reached within {WAIT_LIMIT:?}"))
+    }
 }
 
 /// Two timeline semaphores, two threads: the main thread signals `ping` = i and waits for
 /// `pong` >= i; the other waits for `ping` >= i and signals `pong` = i.
 fn timeline_host_pingpong(cx: &Context<'_>) -> Result<Vec<u64>, String> {
     let td = cx.device()?;
-    let dev = &td.device;
     let ping = td.create_timeline(0)?;
     let pong = match td.create_timeline(0) {
         Ok(s) => s,
         Err(e) => {
-            // SAFETY: unused, just created.
-            unsafe { dev.destroy_semaphore(ping, None) };
+            td.destroy_semaphore(ping);
             return Err(e);
         }
     };
@@ -214,8 +534,8 @@ fn timeline_host_pingpong(cx: &Context<'_>) -> Result<Vec<u64>, String> {
     let result = std::thread::scope(|scope| {
         let other = scope.spawn(|| {
             for i in 1..=total {
-                host_wait(dev, ping, i)?;
-                host_signal(dev, pong, i)?;
+                wait_or_fail(td, ping, i)?;
+                td.signal(pong, i)?;
             }
             Ok::<(), String>(())
         });
@@ -223,8 +543,8 @@ fn timeline_host_pingpong(cx: &Context<'_>) -> Result<Vec<u64>, String> {
         let main = (|| {
             for i in 1..=total {
                 let start = Instant::now();
-                host_signal(dev, ping, i)?;
-                host_wait(dev, pong, i)?;
+                td.signal(ping, i)?;
+                wait_or_fail(td, pong, i)?;
                 samples.push(nanos(start.elapsed()));
             }
             Ok::<(), String>(())
@@ -232,18 +552,514 @@ fn timeline_host_pingpong(cx: &Context<'_>) -> Result<Vec<u64>, String> {
         let other = other.join().map_err(|_| "the ping-pong thread panicked".to_string())?;
         main.and(other).map(|()| samples)
     });
-    // SAFETY: both threads are done with the semaphores; no queue work uses them.
-    unsafe {
-        dev.destroy_semaphore(ping, None);
-        dev.destroy_semaphore(pong, None);
-    }
+    // Both threads are done with the semaphores; no queue work uses them.
+    td.destroy_semaphore(ping);
+    td.destroy_semaphore(pong);
     result
 }
+
+// ---------------------------------------------------------------------------------------------
+// Wake-ups across processes.
+
+/// Starts `tether bench-child`.
+fn spawn_child(
+    kind: PeerKind,
+    import: Option<ImportAs>,
+    count: u64,
+    handles: &[i64],
+    source: vulkan::Source,
+) -> Result<Peer, String> {
+    let list: Vec<String> = handles.iter().map(i64::to_string).collect();
+    let mut args: Vec<OsString> = vec![
+        "bench-child".into(),
+        kind.to_possible_value()
+            .map_or("?".to_string(), |v| v.get_name().to_string())
+            .into(),
+        "--count".into(),
+        count.to_string().into(),
+        "--handles".into(),
+        list.join(",").into(),
+    ];
+    if let Some(i) = import {
+        args.push("--import".into());
+        args.push(
+            i.to_possible_value()
+                .map_or("?".to_string(), |v| v.get_name().to_string())
+                .into(),
+        );
+    }
+    Peer::spawn(source, &args)
+}
+
+/// Semaphores destroyed when this is dropped (by then no queue work may use them).
+struct Semaphores<'a> {
+    td: &'a TetherDevice,
+    list: Vec<vk::Semaphore>,
+}
+
+impl<'a> Semaphores<'a> {
+    fn new(td: &'a TetherDevice) -> Semaphores<'a> {
+        Semaphores { td, list: Vec::new() }
+    }
+
+    /// Keeps a newly created semaphore.
+    fn add(&mut self, created: Result<vk::Semaphore, String>) -> Result<vk::Semaphore, String> {
+        let s = created?;
+        self.list.push(s);
+        Ok(s)
+    }
+}
+
+impl Drop for Semaphores<'_> {
+    fn drop(&mut self) {
+        for &s in &self.list {
+            self.td.destroy_semaphore(s);
+        }
+    }
+}
+
+/// Exports `semaphores` for a child process (inheritable fds or NT handles) and starts it.
+fn share_with_child(
+    td: &TetherDevice,
+    semaphores: &[vk::Semaphore],
+    import: ImportAs,
+    kind: PeerKind,
+    count: u64,
+) -> Result<Peer, String> {
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    for &s in semaphores {
+        let fd = match import {
+            ImportAs::Nt => td
+                .export_semaphore_nt(s, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32)?
+                .into_owned_fd(),
+            ImportAs::Fd => {
+                let fd = td.export_semaphore_fd(s, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD)?;
+                inheritable(&fd)?;
+                fd
+            }
+        };
+        fds.push(fd);
+    }
+    let numbers: Vec<i64> = fds.iter().map(|f| i64::from(f.as_raw_fd())).collect();
+    let mut peer = spawn_child(kind, Some(import), count, &numbers, td.vulkan.source)?;
+    drop(fds);
+    peer.expect_line("ready")?;
+    Ok(peer)
+}
+
+/// Semaphores exportable the way `import` needs (NT handles: inheritable).
+fn exportable_for(td: &TetherDevice, kind: SemaphoreKind, import: ImportAs) -> Result<vk::Semaphore, String> {
+    let inherit = SecurityAttributes::inheritable();
+    match import {
+        ImportAs::Nt => td.create_exportable_semaphore(
+            kind,
+            vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32,
+            Some(Win32Export {
+                attributes: Some(&inherit),
+                name: None,
+            }),
+        ),
+        ImportAs::Fd => td.create_exportable_semaphore(kind, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD, None),
+    }
+}
+
+/// Fails with the child's status when it has exited, else with `what`.
+fn child_failure(peer: &mut Peer, what: String) -> String {
+    match peer.exited() {
+        Some(status) => format!("{what} (the child process exited: {status})"),
+        None => what,
+    }
+}
+
+fn timeline_xproc(cx: &Context<'_>, import: ImportAs) -> Result<Vec<u64>, String> {
+    let td = cx.device()?;
+    let mut owned = Semaphores::new(td);
+    let ping = owned.add(exportable_for(td, SemaphoreKind::Timeline, import))?;
+    let pong = owned.add(exportable_for(td, SemaphoreKind::Timeline, import))?;
+    let total = cx.plan.total() as u64;
+    let mut peer = share_with_child(td, &[ping, pong], import, PeerKind::Timeline, total)?;
+    let mut samples = Vec::with_capacity(total as usize);
+    for i in 1..=total {
+        let start = Instant::now();
+        td.signal(ping, i)?;
+        if !td.wait_value(pong, i, WAIT_LIMIT)? {
+            return Err(child_failure(
+                &mut peer,
+                format!("iteration {i}: no answer from the child within {WAIT_LIMIT:?}"),
+            ));
+        }
+        samples.push(nanos(start.elapsed()));
+    }
+    peer.finish()?;
+    Ok(samples)
+}
+
+fn timeline_xproc_nt(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    timeline_xproc(cx, ImportAs::Nt)
+}
+
+fn timeline_xproc_fd(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    timeline_xproc(cx, ImportAs::Fd)
+}
+
+/// Binary semaphores through queue submits in both processes. Per iteration, untimed: this
+/// process submits {wait local timeline G >= i, signal B1} and tells the child; the child submits
+/// {wait B1, signal B2} and answers; this process submits {wait B2, signal fence}. Timed: the host
+/// signal of G until the fence wait returns: G releases this queue, whose B1 signal wakes the
+/// child's queue, whose B2 signal wakes this queue, which signals the fence.
+fn binary_xproc_submit(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    let td = cx.device()?;
+    let mut owned = Semaphores::new(td);
+    let gate = owned.add(td.create_timeline(0))?;
+    let b1 = owned.add(exportable_for(td, SemaphoreKind::Binary, ImportAs::Nt))?;
+    let b2 = owned.add(exportable_for(td, SemaphoreKind::Binary, ImportAs::Nt))?;
+    let fence = td.create_fence()?;
+    let total = cx.plan.total() as u64;
+    // An error leaves queue work waiting on values that never come: the caller exits without
+    // tearing anything down.
+    let mut peer = share_with_child(td, &[b1, b2], ImportAs::Nt, PeerKind::Binary, total)?;
+    let queue = td.queues[0];
+    let mut samples = Vec::with_capacity(total as usize);
+    for i in 1..=total {
+        td.submit(queue, &[(gate, i)], &[(b1, 0)], vk::Fence::null())?;
+        peer.send(1)?;
+        peer.recv()?;
+        td.submit(queue, &[(b2, 0)], &[], fence)?;
+        let start = Instant::now();
+        td.signal(gate, i)?;
+        if !td.wait_fence(fence, WAIT_LIMIT)? {
+            return Err(child_failure(
+                &mut peer,
+                format!("iteration {i}: the fence was not signaled within {WAIT_LIMIT:?}"),
+            ));
+        }
+        samples.push(nanos(start.elapsed()));
+        td.reset_fence(fence)?;
+    }
+    peer.finish()?;
+    td.destroy_fence(fence);
+    Ok(samples)
+}
+
+/// `tether bench-child`: the other side of a cross-process measurement. Writes `ready` when set
+/// up, then plays `count` iterations.
+pub fn run_child(choice: Choice, args: &ChildArgs) -> Result<(), String> {
+    vulkan::set_notices_to_stderr();
+    let mut link = ParentLink::new();
+    let handles = parse_list(&args.handles)?;
+    let wanted = if args.kind == PeerKind::Futex { 1 } else { 2 };
+    if handles.len() != wanted {
+        return Err(format!("--handles: {wanted} expected, got {}", handles.len()));
+    }
+    match args.kind {
+        PeerKind::Futex => {
+            let raw = i32::try_from(handles[0]).map_err(|_| "bad fd")?;
+            // SAFETY: the parent made this fd inheritable for this process to own.
+            let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+            let page = SharedPage::map(&fd)?;
+            drop(fd);
+            let (ping, pong) = (page.futex(0), page.futex(1));
+            let count = u32::try_from(args.count).map_err(|_| "--count too large")?;
+            link.line("ready")?;
+            for i in 1..=count {
+                if !ping.wait_for(i, Some(WAIT_LIMIT)) {
+                    return Err(format!("iteration {i}: no ping within {WAIT_LIMIT:?}"));
+                }
+                pong.set(i);
+            }
+            Ok(())
+        }
+        PeerKind::Timeline | PeerKind::Binary => {
+            let td = TetherDevice::open(choice)?;
+            let kind = if args.kind == PeerKind::Timeline {
+                SemaphoreKind::Timeline
+            } else {
+                SemaphoreKind::Binary
+            };
+            let mut semaphores = Vec::new();
+            for h in handles {
+                let s = td.create_import_target(kind)?;
+                semaphores.push(s);
+                let raw = i32::try_from(h).map_err(|_| "bad handle")?;
+                // SAFETY: the parent made this fd inheritable for this process to own.
+                let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+                match args.import {
+                    ImportAs::Nt => {
+                        td.import_semaphore_win32(
+                            s,
+                            vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32,
+                            raw as isize,
+                            None,
+                        )?;
+                        drop(fd); // CloseHandle: the import keeps its own duplicate.
+                    }
+                    ImportAs::Fd => td.import_semaphore_fd(s, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD, fd)?,
+                }
+            }
+            let (a, b) = (semaphores[0], semaphores[1]);
+            link.line("ready")?;
+            if args.kind == PeerKind::Timeline {
+                for i in 1..=args.count {
+                    wait_or_fail(&td, a, i)?;
+                    td.signal(b, i)?;
+                }
+            } else {
+                let queue = td.queues[1];
+                let mut played = 0;
+                while link.recv()?.is_some() {
+                    td.submit(queue, &[(a, 0)], &[(b, 0)], vk::Fence::null())?;
+                    link.send(1)?;
+                    played += 1;
+                }
+                if played != args.count {
+                    // The parent went away early: the last submit may wait forever, so do not
+                    // wait for the queue.
+                    eprintln!("tether bench-child: the parent stopped after {played} of {} iterations", args.count);
+                    std::process::exit(1);
+                }
+            }
+            // SAFETY: no work is pending on the semaphores once the queue is idle.
+            unsafe {
+                let _ = td.device.device_wait_idle();
+            }
+            for s in semaphores {
+                td.destroy_semaphore(s);
+            }
+            Ok(())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exports.
+
+/// Times `f` per iteration, with `setup` (untimed) before and `teardown` (untimed) after.
+fn timed<S>(
+    total: usize,
+    mut setup: impl FnMut(usize) -> Result<S, String>,
+    mut f: impl FnMut(&mut S) -> Result<(), String>,
+    mut teardown: impl FnMut(S),
+) -> Result<Vec<u64>, String> {
+    let mut samples = Vec::with_capacity(total);
+    for i in 0..total {
+        let mut state = setup(i)?;
+        let start = Instant::now();
+        let r = f(&mut state);
+        let elapsed = nanos(start.elapsed());
+        teardown(state);
+        r?;
+        samples.push(elapsed);
+    }
+    Ok(samples)
+}
+
+fn dup_close(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    let fd = SharedPage::memfd()?;
+    timed(
+        cx.plan.total(),
+        |_| Ok(()),
+        |()| {
+            let dup = rustix::io::fcntl_dupfd_cloexec(&fd, 0).map_err(|e| format!("F_DUPFD_CLOEXEC: {e}"))?;
+            drop(dup);
+            Ok(())
+        },
+        |()| {},
+    )
+}
+
+fn export_semaphore_opaque_fd(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    let td = cx.device()?;
+    let ty = vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD;
+    let s = td.create_exportable_semaphore(SemaphoreKind::Binary, ty, None)?;
+    let r = timed(cx.plan.total(), |_| Ok(()), |()| td.export_semaphore_fd(s, ty).map(drop), |()| {});
+    td.destroy_semaphore(s);
+    r
+}
+
+fn export_fence_opaque_fd(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    let td = cx.device()?;
+    let ty = vk::ExternalFenceHandleTypeFlags::OPAQUE_FD;
+    let f = td.create_exportable_fence(ty, None)?;
+    let r = timed(cx.plan.total(), |_| Ok(()), |()| td.export_fence_fd(f, ty).map(drop), |()| {});
+    td.destroy_fence(f);
+    r
+}
+
+/// Exports once from a new semaphore per iteration (the ICD refuses a second NT export of one
+/// object and handle type, and a KMT value or name is registered by the first export only).
+fn export_first(
+    cx: &Context<'_>,
+    ty: vk::ExternalSemaphoreHandleTypeFlags,
+    named: bool,
+) -> Result<Vec<u64>, String> {
+    let td = cx.device()?;
+    let pid = std::process::id();
+    timed(
+        cx.plan.total(),
+        |i| {
+            let name = named.then(|| wide(&format!("Local\\tether-bench-{pid}-{i}")));
+            let export = name.as_deref().map(|n| Win32Export {
+                attributes: None,
+                name: Some(n),
+            });
+            td.create_exportable_semaphore(SemaphoreKind::Binary, ty, export)
+        },
+        |&mut s| {
+            let handle = td.export_semaphore_win32(s, ty)?;
+            if ty != vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT {
+                // SAFETY: a new NT handle the export gave us; closed once, here.
+                drop(unsafe { tether_handles::NtHandle::from_raw_handle(handle) });
+            }
+            Ok(())
+        },
+        |s| td.destroy_semaphore(s),
+    )
+}
+
+fn export_semaphore_win32_nt(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    export_first(cx, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32, false)
+}
+
+fn export_semaphore_win32_kmt(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    export_first(cx, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT, false)
+}
+
+fn export_semaphore_win32_name(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    export_first(cx, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32, true)
+}
+
+fn broker_ping(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    let exe = std::env::current_exe().ok();
+    let mut broker = tether_handles::Broker::connect_with(exe.as_deref()).map_err(|e| e.to_string())?;
+    timed(
+        cx.plan.total(),
+        |_| Ok(()),
+        |()| broker.ping().map(drop).map_err(|e| e.to_string()),
+        |()| {},
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Imports.
+
+fn mmap_munmap_memfd(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    let fd = SharedPage::memfd()?;
+    timed(
+        cx.plan.total(),
+        |_| Ok(()),
+        |()| {
+            let page = SharedPage::map(&fd)?;
+            std::hint::black_box(page.futex(0).word.load(Ordering::Relaxed));
+            drop(page);
+            Ok(())
+        },
+        |()| {},
+    )
+}
+
+/// A payload handle of a semaphore that no longer exists in this process, so its page is not
+/// mapped here: the next import maps it anew.
+fn unmapped_payload(td: &TetherDevice, import: ImportAs) -> Result<OwnedFd, String> {
+    let s = exportable_for(td, SemaphoreKind::Binary, import)?;
+    let fd = match import {
+        ImportAs::Fd => td.export_semaphore_fd(s, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD),
+        ImportAs::Nt => td
+            .export_semaphore_nt(s, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32)
+            .map(tether_handles::NtHandle::into_owned_fd),
+    };
+    td.destroy_semaphore(s);
+    fd
+}
+
+/// Imports `fd` into `target` the way `import` says (an fd import consumes it).
+fn import_into(td: &TetherDevice, target: vk::Semaphore, import: ImportAs, fd: OwnedFd) -> Result<(), String> {
+    match import {
+        ImportAs::Fd => td.import_semaphore_fd(target, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD, fd),
+        ImportAs::Nt => td.import_semaphore_win32(
+            target,
+            vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32,
+            fd.as_raw_fd() as isize,
+            None,
+        ),
+    }
+}
+
+/// Times a first import (a new mapping) together with the destruction of the importing
+/// semaphore (which unmaps it), as the baseline maps and unmaps a page.
+fn import_first(cx: &Context<'_>, import: ImportAs) -> Result<Vec<u64>, String> {
+    let td = cx.device()?;
+    timed(
+        cx.plan.total(),
+        |_| {
+            let fd = unmapped_payload(td, import)?;
+            let target = td.create_import_target(SemaphoreKind::Binary)?;
+            Ok((Some(target), Some(fd)))
+        },
+        |(target, fd)| {
+            let t = target.take().ok_or("no target")?;
+            let imported = import_into(td, t, import, fd.take().ok_or("no fd")?);
+            td.destroy_semaphore(t);
+            imported
+        },
+        |(target, fd)| {
+            drop(fd);
+            if let Some(t) = target {
+                td.destroy_semaphore(t);
+            }
+        },
+    )
+}
+
+fn import_opaque_fd_first(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    import_first(cx, ImportAs::Fd)
+}
+
+fn import_win32_nt_first(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    import_first(cx, ImportAs::Nt)
+}
+
+fn import_opaque_fd_repeat(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    let td = cx.device()?;
+    let ty = vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD;
+    let mut owned = Semaphores::new(td);
+    let source = owned.add(td.create_exportable_semaphore(SemaphoreKind::Binary, ty, None))?;
+    let target = owned.add(td.create_import_target(SemaphoreKind::Binary))?;
+    let fd = td.export_semaphore_fd(source, ty)?;
+    timed(
+        cx.plan.total(),
+        |_| {
+            rustix::io::fcntl_dupfd_cloexec(&fd, 0)
+                .map(Some)
+                .map_err(|e| format!("F_DUPFD_CLOEXEC: {e}"))
+        },
+        |dup| td.import_semaphore_fd(target, ty, dup.take().ok_or("no fd")?),
+        drop,
+    )
+}
+
+fn import_win32_nt_repeat(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    let td = cx.device()?;
+    let ty = vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32;
+    let mut owned = Semaphores::new(td);
+    let source = owned.add(td.create_exportable_semaphore(SemaphoreKind::Binary, ty, None))?;
+    let target = owned.add(td.create_import_target(SemaphoreKind::Binary))?;
+    let handle = td.export_semaphore_nt(source, ty)?;
+    timed(
+        cx.plan.total(),
+        |_| Ok(()),
+        |()| td.import_semaphore_win32(target, ty, handle.as_raw_handle(), None),
+        |()| {},
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run.
 
 /// One measurement's result.
 pub struct Outcome {
     pub name: &'static str,
     pub what: &'static str,
+    pub baseline: &'static str,
     pub summary: Summary,
 }
 
@@ -278,32 +1094,55 @@ pub fn json_line(outcome: &Outcome, baseline: &Outcome) -> String {
     )
 }
 
+/// The measurements `--only` selects, with the baselines they need, in table order.
+fn select(only: Option<&str>) -> Vec<&'static Measurement> {
+    let chosen = |m: &Measurement| only.is_none_or(|o| m.name.contains(o));
+    MEASUREMENTS
+        .iter()
+        .filter(|m| chosen(m) || MEASUREMENTS.iter().any(|o| chosen(o) && o.baseline == m.name))
+        .collect()
+}
+
 pub fn run(choice: Choice, args: &BenchArgs) -> Result<(), String> {
     if args.json {
         vulkan::set_notices_to_stderr();
     }
     if let Some(cpu) = args.pin {
-        // Before the device exists, so its queue worker threads inherit the affinity.
+        // Before the device and the children exist, so queue workers and children inherit it.
         pin_to(cpu)?;
     }
-    let plan = Plan {
-        iters: args.iters as usize,
-        warmup: args.warmup as usize,
-    };
-    let selected: Vec<&Measurement> = MEASUREMENTS
-        .iter()
-        .filter(|m| m.name == BASELINE || args.only.as_deref().is_none_or(|o| m.name.contains(o)))
-        .collect();
-    let device = if selected.iter().any(|m| m.needs_device) {
+    let selected = select(args.only.as_deref());
+    if selected.is_empty() {
+        return Err(format!(
+            "--only {:?} matches no measurement",
+            args.only.as_deref().unwrap_or("")
+        ));
+    }
+    let device = if selected.iter().any(|m| m.needs != Needs::Nothing) {
         Some(TetherDevice::open(choice)?)
     } else {
         None
     };
+    let broker = if selected.iter().any(|m| m.needs == Needs::Broker) {
+        Some(crate::broker::ensure())
+    } else {
+        None
+    };
+    let note = |line: String| {
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            say!("{line}");
+        }
+    };
     if !args.json {
         say!(
-            "tether bench: {} iterations after {} warm-up each; {}; Vulkan from {}",
-            plan.iters,
-            plan.warmup,
+            "tether bench: {}; {}; Vulkan from {}",
+            match (args.iters, args.warmup) {
+                (Some(i), Some(w)) => format!("{i} iterations after {w} warm-up each"),
+                (Some(i), None) => format!("{i} iterations after {} warm-up each", i / 10),
+                (None, _) => "each measurement's own iteration count (n) after a tenth as many warm-up".to_string(),
+            },
             args.pin
                 .map_or("threads unpinned".to_string(), |c| format!("every thread on CPU {c}")),
             device
@@ -311,48 +1150,98 @@ pub fn run(choice: Choice, args: &BenchArgs) -> Result<(), String> {
                 .map_or("(not used)".to_string(), |d| d.vulkan.describe())
         );
     }
-    let cx = Context {
-        device: device.as_ref(),
-        plan: &plan,
-    };
-    let mut outcomes = Vec::new();
+    match &broker {
+        Some(Ok(b)) => note(format!("broker: tether-broker pid {}, {}", b.pid, b.how)),
+        Some(Err(why)) => note(format!(
+            "SKIPPING the broker measurements (broker_ping, KMT and name exports): {why}"
+        )),
+        None => {}
+    }
+    if let Some(td) = &device
+        && !(td.ext.has_fd() && td.ext.has_win32())
+    {
+        return Err("the tether device does not offer the fd and Win32 extensions (TETHER_ICD_HANDLES=fd?)".into());
+    }
+
+    let mut outcomes: Vec<(Outcome, usize)> = Vec::new();
+    let mut skipped = Vec::new();
     for m in selected {
-        let mut samples = (m.run)(&cx).map_err(|e| format!("{}: {e}", m.name))?;
+        if m.needs == Needs::Broker && !matches!(broker, Some(Ok(_))) {
+            skipped.push(m.name);
+            continue;
+        }
+        let iters = args.iters.map_or(m.iters, |i| i as usize);
+        let plan = Plan {
+            iters,
+            warmup: args.warmup.map_or(iters / 10, |w| w as usize),
+        };
+        let cx = Context {
+            device: device.as_ref(),
+            plan,
+        };
+        let mut samples = match (m.run)(&cx) {
+            Ok(s) => s,
+            Err(e) => {
+                // Queue work may wait on values that never come (and a child may be stuck):
+                // leave without tearing the device down.
+                eprintln!("tether: {}: {e}", m.name);
+                std::process::exit(1);
+            }
+        };
         let mut measured = samples.split_off(plan.warmup.min(samples.len()));
         let summary = Summary::of(&mut measured).ok_or_else(|| format!("{}: no samples", m.name))?;
-        outcomes.push(Outcome {
-            name: m.name,
-            what: m.what,
-            summary,
-        });
+        outcomes.push((
+            Outcome {
+                name: m.name,
+                what: m.what,
+                baseline: m.baseline,
+                summary,
+            },
+            iters,
+        ));
     }
-    let baseline = outcomes
-        .iter()
-        .find(|o| o.name == BASELINE)
-        .ok_or("the baseline did not run")?;
+    let baseline_of = |o: &Outcome| {
+        outcomes
+            .iter()
+            .map(|(b, _)| b)
+            .find(|b| b.name == o.baseline)
+            .ok_or_else(|| format!("{}: its baseline {} did not run", o.name, o.baseline))
+    };
     if args.json {
-        for o in &outcomes {
-            say!("{}", json_line(o, baseline));
+        for (o, _) in &outcomes {
+            say!("{}", json_line(o, baseline_of(o)?));
         }
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = outcomes
-        .iter()
-        .map(|o| {
-            vec![
-                o.name.to_string(),
-                o.summary.p50.to_string(),
-                o.summary.p99.to_string(),
-                format!("{:.2}", ratio(o, baseline)),
-                o.what.to_string(),
-            ]
-        })
-        .collect();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (o, n) in &outcomes {
+        let b = baseline_of(o)?;
+        rows.push(vec![
+            o.name.to_string(),
+            n.to_string(),
+            o.summary.p50.to_string(),
+            o.summary.p99.to_string(),
+            if b.name == o.name {
+                "(baseline)".to_string()
+            } else {
+                b.name.to_string()
+            },
+            format!("{:.2}", ratio(o, b)),
+            o.what.to_string(),
+        ]);
+    }
     say!();
     say!(
         "{}",
-        crate::table::format(&["measurement", "p50 ns", "p99 ns", "p50 / baseline", "what"], &rows).trim_end()
+        crate::table::format(
+            &["measurement", "n", "p50 ns", "p99 ns", "baseline", "p50 / baseline", "what"],
+            &rows
+        )
+        .trim_end()
     );
+    if !skipped.is_empty() {
+        say!("\nskipped (no broker): {}", skipped.join(", "));
+    }
     Ok(())
 }
 
@@ -360,11 +1249,11 @@ pub fn run(choice: Choice, args: &BenchArgs) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn json_shape() {
-        let o = |name, p50, p99| Outcome {
+    fn outcome(name: &'static str, p50: u64, p99: u64) -> Outcome {
+        Outcome {
             name,
             what: "",
+            baseline: FUTEX,
             summary: Summary {
                 count: 1,
                 p50,
@@ -372,22 +1261,58 @@ mod tests {
                 p99,
                 max: p99,
             },
-        };
-        let base = o(BASELINE, 4000, 9000);
+        }
+    }
+
+    #[test]
+    fn json_shape() {
+        let base = outcome(FUTEX, 4000, 9000);
         assert_eq!(
-            json_line(&o("x\"y", 5000, 12000), &base),
+            json_line(&outcome("x\"y", 5000, 12000), &base),
             r#"{"name":"x\"y","p50_ns":5000,"p99_ns":12000,"baseline":"futex_pingpong","ratio":1.250}"#
         );
     }
 
     #[test]
     fn futex_baseline_runs() {
-        let plan = Plan { iters: 200, warmup: 10 };
         let samples = futex_pingpong(&Context {
             device: None,
-            plan: &plan,
+            plan: Plan { iters: 200, warmup: 10 },
         })
         .unwrap();
         assert_eq!(samples.len(), 210);
+    }
+
+    #[test]
+    fn every_baseline_is_a_baseline() {
+        for m in MEASUREMENTS {
+            let b = MEASUREMENTS
+                .iter()
+                .find(|b| b.name == m.baseline)
+                .unwrap_or_else(|| panic!("{}: no measurement {}", m.name, m.baseline));
+            assert_eq!(b.baseline, b.name, "{} is a baseline of {} but has its own", b.name, m.name);
+            assert!(
+                MEASUREMENTS.iter().position(|x| x.name == b.name) <= MEASUREMENTS.iter().position(|x| x.name == m.name),
+                "{} runs before its baseline",
+                m.name
+            );
+        }
+    }
+
+    #[test]
+    fn only_brings_its_baselines() {
+        let names: Vec<_> = select(Some("import_opaque_fd_first")).iter().map(|m| m.name).collect();
+        assert_eq!(names, [MMAP, "import_opaque_fd_first"]);
+        assert_eq!(select(None).len(), MEASUREMENTS.len());
+    }
+
+    #[test]
+    fn memfd_page_baselines_run() {
+        let cx = Context {
+            device: None,
+            plan: Plan { iters: 20, warmup: 2 },
+        };
+        assert_eq!(dup_close(&cx).unwrap().len(), 22);
+        assert_eq!(mmap_munmap_memfd(&cx).unwrap().len(), 22);
     }
 }

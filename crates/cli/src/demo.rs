@@ -1,315 +1,135 @@
-//! `tether demo`: a producer and a consumer on two queues of the tether device.
+//! `tether demo`: two processes share a fence, a binary semaphore and a timeline semaphore of the
+//! tether device through Win32 handles, three ways, and ping-pong through them.
 //!
-//! * Timeline hand-off: each round the consumer's submit goes in first and waits for timeline
-//!   value N (wait-before-signal); the producer's submit fills a buffer and signals N; the
-//!   consumer copies the buffer into a second one and signals a fence. The host checks the fence,
-//!   the timeline value and every word of the copy. A host thread meanwhile waits for each value
-//!   with `vkWaitSemaphores`.
-//! * Binary hand-off: producer queue → binary semaphore → consumer queue → binary semaphore →
-//!   producer queue → fence, checked the same way.
+//! The parent creates the three objects exportable, once per sharing method:
+//!
+//! 1. **NT handles, inherited**: exported with `SECURITY_ATTRIBUTES::bInheritHandle = TRUE`, so
+//!    the fds have no close-on-exec; the child (a re-exec of this binary, `tether demo-child`)
+//!    gets their numbers on its command line, imports them and closes them.
+//! 2. **Names**: created with `VkExport*Win32HandleInfoKHR::name` (`Local\tether-demo-<pid>-…`),
+//!    registered with the broker by their first NT export; the child imports them by name.
+//! 3. **KMT values**: exported as `OPAQUE_WIN32_KMT`; the child imports the numbers.
+//!
+//! Names and KMT values need `tether-broker`; when it cannot start, the demo still runs the NT
+//! handles and says why the rest was skipped (exit status 1 only with `--require-broker`).
+//!
+//! Each round `n` works on timeline values `v = 5n + 1 ..= 5n + 5`:
+//!
+//! | step | parent | child |
+//! |---|---|---|
+//! | 1 | `vkSignalSemaphore(v+1)` | |
+//! | 2 | | waits for `v+1`; submits: wait binary (not in round 0), signal binary and `v+2` |
+//! | 3 | waits for `v+2`; submits: wait binary, signal binary (not in the last round), `v+3` and the fence | `vkWaitForFences` |
+//! | 4 | `vkWaitForFences`, `vkSignalSemaphore(v+4)` | |
+//! | 5 | | waits for `v+4`; `vkResetFences`; `vkSignalSemaphore(v+5)` |
+//! | 6 | waits for `v+5`; the fence reads unsignaled again | |
+//!
+//! Every counter value (`vkGetSemaphoreCounterValue`) and fence status is checked on both sides;
+//! any mismatch makes the demo exit non-zero.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
 use ash::vk;
 use clap::Args;
+use tether_handles::NtHandle;
 
+use crate::external::{SecurityAttributes, SemaphoreKind, Win32Export, wide};
+use crate::peer::{ParentLink, Peer, parse_numbers};
 use crate::stats::{Summary, human, nanos};
-use crate::vulkan::{Choice, TetherDevice};
+use crate::vulkan::{self, Choice, TetherDevice};
+use crate::broker;
 
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Timeline rounds (the binary hand-off runs a third as many).
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Ping-pong rounds per sharing method.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
-    /// Bytes per buffer (a multiple of 4, at least 16).
-    #[arg(long, default_value_t = 64 * 1024)]
-    bytes: u64,
+    /// Exit non-zero when names and KMT values are skipped because tether-broker cannot start.
+    #[arg(long)]
+    require_broker: bool,
+}
+
+/// The child's arguments (`tether demo-child`, started by the demo).
+#[derive(Args)]
+pub struct ChildArgs {
+    #[arg(long)]
+    rounds: u32,
+    /// Inherited NT handles: TIMELINE,BINARY,FENCE.
+    #[arg(long)]
+    nt: Option<String>,
+    /// Object names: PREFIX-timeline, PREFIX-binary, PREFIX-fence.
+    #[arg(long, value_name = "PREFIX")]
+    name: Option<String>,
+    /// KMT values: TIMELINE,BINARY,FENCE.
+    #[arg(long)]
+    kmt: Option<String>,
 }
 
 /// How long any single wait may take before the demo calls it a failure.
 const WAIT_LIMIT: Duration = Duration::from_secs(5);
-/// What the host writes into the consumer's buffer before each round.
-const POISON: u32 = 0xDEAD_BEEF;
-/// The first 16 bytes of the producer's buffer: the round and its complement.
-const HEADER_BYTES: u64 = 16;
+/// The parent's waits return this often to check the child is still alive.
+const WAIT_SLICE: Duration = Duration::from_millis(200);
+/// Timeline values per round.
+const STRIDE: u64 = 5;
 
-fn pattern(round: u64) -> u32 {
-    (round as u32).wrapping_mul(0x9E37_79B9) ^ 0x5EED_0000
+/// The three ways of sharing, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Nt,
+    Name,
+    Kmt,
 }
 
-fn vk_err(what: &'static str) -> impl Fn(vk::Result) -> String {
-    move |e| format!("{what}: {e}")
+impl Method {
+    fn key(self) -> &'static str {
+        match self {
+            Method::Nt => "nt",
+            Method::Name => "name",
+            Method::Kmt => "kmt",
+        }
+    }
+
+    fn semaphore_type(self) -> vk::ExternalSemaphoreHandleTypeFlags {
+        match self {
+            Method::Nt | Method::Name => vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32,
+            Method::Kmt => vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT,
+        }
+    }
+
+    fn fence_type(self) -> vk::ExternalFenceHandleTypeFlags {
+        match self {
+            Method::Nt | Method::Name => vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32,
+            Method::Kmt => vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT,
+        }
+    }
 }
 
-/// Everything the demo creates on the device; destroyed on drop.
-struct Resources<'a> {
-    td: &'a TetherDevice,
-    bytes: u64,
-    buffers: Vec<vk::Buffer>,
-    memories: Vec<vk::DeviceMemory>,
-    src: vk::Buffer,
-    dst: vk::Buffer,
-    /// The consumer's buffer, mapped.
-    dst_map: *mut u32,
-    pool: vk::CommandPool,
-    producer: vk::CommandBuffer,
-    consumer: vk::CommandBuffer,
-    fence: vk::Fence,
+/// The object names for a prefix.
+fn names(prefix: &str) -> [String; 3] {
+    [
+        format!("{prefix}-timeline"),
+        format!("{prefix}-binary"),
+        format!("{prefix}-fence"),
+    ]
+}
+
+/// One process's timeline, binary semaphore and fence for one method.
+struct Objects {
     timeline: vk::Semaphore,
-    to_consumer: vk::Semaphore,
-    to_producer: vk::Semaphore,
-}
-
-impl<'a> Resources<'a> {
-    fn new(td: &'a TetherDevice, bytes: u64) -> Result<Resources<'a>, String> {
-        let mut r = Resources {
-            td,
-            bytes,
-            buffers: Vec::new(),
-            memories: Vec::new(),
-            src: vk::Buffer::null(),
-            dst: vk::Buffer::null(),
-            dst_map: std::ptr::null_mut(),
-            pool: vk::CommandPool::null(),
-            producer: vk::CommandBuffer::null(),
-            consumer: vk::CommandBuffer::null(),
-            fence: vk::Fence::null(),
-            timeline: vk::Semaphore::null(),
-            to_consumer: vk::Semaphore::null(),
-            to_producer: vk::Semaphore::null(),
-        };
-        let dev = &td.device;
-        let (src, _) = r.buffer()?;
-        let (dst, dst_memory) = r.buffer()?;
-        r.src = src;
-        r.dst = dst;
-        // SAFETY: the memory is host visible, unmapped, and `bytes` long.
-        r.dst_map = unsafe { dev.map_memory(dst_memory, 0, vk::WHOLE_SIZE, vk::MemoryMapFlags::empty()) }
-            .map_err(vk_err("vkMapMemory"))?
-            .cast();
-        let pool_info = vk::CommandPoolCreateInfo::default()
-            .queue_family_index(td.queue_family)
-            .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER);
-        // SAFETY: a valid create info on a live device.
-        r.pool = unsafe { dev.create_command_pool(&pool_info, None) }.map_err(vk_err("vkCreateCommandPool"))?;
-        let alloc = vk::CommandBufferAllocateInfo::default()
-            .command_pool(r.pool)
-            .level(vk::CommandBufferLevel::PRIMARY)
-            .command_buffer_count(2);
-        // SAFETY: a valid allocate info for a live pool.
-        let cbs = unsafe { dev.allocate_command_buffers(&alloc) }.map_err(vk_err("vkAllocateCommandBuffers"))?;
-        (r.producer, r.consumer) = (cbs[0], cbs[1]);
-        r.fence = td.create_fence()?;
-        r.timeline = td.create_timeline(0)?;
-        r.to_consumer = td.create_binary()?;
-        r.to_producer = td.create_binary()?;
-        r.record_consumer()?;
-        Ok(r)
-    }
-
-    /// A transfer buffer of `bytes` bound to its own host-visible memory.
-    fn buffer(&mut self) -> Result<(vk::Buffer, vk::DeviceMemory), String> {
-        let dev = &self.td.device;
-        let info = vk::BufferCreateInfo::default()
-            .size(self.bytes)
-            .usage(vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST)
-            .sharing_mode(vk::SharingMode::EXCLUSIVE);
-        // SAFETY: a valid create info on a live device.
-        let buffer = unsafe { dev.create_buffer(&info, None) }.map_err(vk_err("vkCreateBuffer"))?;
-        self.buffers.push(buffer);
-        // SAFETY: a live buffer of this device.
-        let req = unsafe { dev.get_buffer_memory_requirements(buffer) };
-        let memory_type = self
-            .td
-            .host_memory_type(req.memory_type_bits)
-            .ok_or("no host-visible, coherent memory type for a buffer")?;
-        let alloc = vk::MemoryAllocateInfo::default()
-            .allocation_size(req.size)
-            .memory_type_index(memory_type);
-        // SAFETY: a valid allocate info on a live device.
-        let memory = unsafe { dev.allocate_memory(&alloc, None) }.map_err(vk_err("vkAllocateMemory"))?;
-        self.memories.push(memory);
-        // SAFETY: the memory is fresh, of a type the buffer accepts, and large enough.
-        unsafe { dev.bind_buffer_memory(buffer, memory, 0) }.map_err(vk_err("vkBindBufferMemory"))?;
-        Ok((buffer, memory))
-    }
-
-    /// The consumer: copy the producer's buffer into the host's, then make it visible to the host.
-    fn record_consumer(&self) -> Result<(), String> {
-        let dev = &self.td.device;
-        let cb = self.consumer;
-        let region = [vk::BufferCopy::default().size(self.bytes)];
-        let to_host = [vk::MemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-            .dst_access_mask(vk::AccessFlags::HOST_READ)];
-        // SAFETY: a freshly allocated command buffer, recorded once with valid commands on live
-        // buffers.
-        unsafe {
-            dev.begin_command_buffer(cb, &vk::CommandBufferBeginInfo::default())
-                .map_err(vk_err("vkBeginCommandBuffer"))?;
-            dev.cmd_copy_buffer(cb, self.src, self.dst, &region);
-            dev.cmd_pipeline_barrier(
-                cb,
-                vk::PipelineStageFlags::TRANSFER,
-                vk::PipelineStageFlags::HOST,
-                vk::DependencyFlags::empty(),
-                &to_host,
-                &[],
-                &[],
-            );
-            dev.end_command_buffer(cb).map_err(vk_err("vkEndCommandBuffer"))
-        }
-    }
-
-    /// The producer for one round: fill the buffer with the round's pattern after a header that
-    /// names the round. Called only while the previous recording is no longer pending.
-    fn record_producer(&self, round: u64) -> Result<(), String> {
-        let dev = &self.td.device;
-        let cb = self.producer;
-        let mut header = [0u8; HEADER_BYTES as usize];
-        header[..8].copy_from_slice(&round.to_ne_bytes());
-        header[8..].copy_from_slice(&(!round).to_ne_bytes());
-        // SAFETY: the command buffer is not pending (the host waited for the round that used it),
-        // and every command is valid on live buffers.
-        unsafe {
-            dev.reset_command_buffer(cb, vk::CommandBufferResetFlags::empty())
-                .map_err(vk_err("vkResetCommandBuffer"))?;
-            let begin = vk::CommandBufferBeginInfo::default().flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
-            dev.begin_command_buffer(cb, &begin)
-                .map_err(vk_err("vkBeginCommandBuffer"))?;
-            dev.cmd_fill_buffer(cb, self.src, HEADER_BYTES, self.bytes - HEADER_BYTES, pattern(round));
-            dev.cmd_update_buffer(cb, self.src, 0, &header);
-            dev.end_command_buffer(cb).map_err(vk_err("vkEndCommandBuffer"))
-        }
-    }
-
-    fn words(&self) -> usize {
-        (self.bytes / 4) as usize
-    }
-
-    /// Fills the consumer's buffer with [`POISON`], so a copy that did not happen shows.
-    fn poison(&self) {
-        // SAFETY: the mapping is `bytes` long and no device work touches it between rounds.
-        unsafe { std::slice::from_raw_parts_mut(self.dst_map, self.words()) }.fill(POISON);
-    }
-
-    /// Checks the consumer's buffer after round `round`: the header and every word after it.
-    fn check_copy(&self, round: u64, report: &mut Report) {
-        // SAFETY: the mapping is `bytes` long; the fence wait made the device's writes visible.
-        let words = unsafe { std::slice::from_raw_parts(self.dst_map, self.words()) };
-        let header = |i: usize| u64::from(words[2 * i]) | (u64::from(words[2 * i + 1]) << 32);
-        let (got_round, got_not) = if cfg!(target_endian = "little") {
-            (header(0), header(1))
-        } else {
-            (header(0).rotate_left(32), header(1).rotate_left(32))
-        };
-        report.check(got_round == round && got_not == !round, || {
-            format!("round {round}: header says round {got_round} (complement {got_not:#x})")
-        });
-        let want = pattern(round);
-        let body = &words[(HEADER_BYTES / 4) as usize..];
-        let bad = body.iter().filter(|&&w| w != want).count();
-        report.checked += body.len() as u64 - 1;
-        report.check(bad == 0, || {
-            let first = body.iter().position(|&w| w != want).unwrap_or(0);
-            format!(
-                "round {round}: {bad} of {} words wrong, first at word {}: {:#010x}, expected {want:#010x}",
-                body.len(),
-                first + (HEADER_BYTES / 4) as usize,
-                body[first]
-            )
-        });
-    }
-
-    fn fence_status(&self) -> Result<bool, String> {
-        // SAFETY: a live fence of this device.
-        unsafe { self.td.device.get_fence_status(self.fence) }.map_err(vk_err("vkGetFenceStatus"))
-    }
-
-    fn counter(&self) -> Result<u64, String> {
-        // SAFETY: a live timeline semaphore of this device.
-        unsafe { self.td.device.get_semaphore_counter_value(self.timeline) }
-            .map_err(vk_err("vkGetSemaphoreCounterValue"))
-    }
-
-    /// Waits for the round's fence (a timeout is an error), checks and resets it.
-    fn finish_round(&self, round: u64, report: &mut Report) -> Result<(), String> {
-        let dev = &self.td.device;
-        // SAFETY: a live fence of this device.
-        match unsafe { dev.wait_for_fences(&[self.fence], true, nanos(WAIT_LIMIT)) } {
-            Ok(()) => {}
-            Err(vk::Result::TIMEOUT) => {
-                return Err(format!(
-                    "round {round}: the fence was not signaled within {WAIT_LIMIT:?}"
-                ));
-            }
-            Err(e) => return Err(format!("round {round}: vkWaitForFences: {e}")),
-        }
-        let signaled = self.fence_status()?;
-        report.check(signaled, || {
-            format!("round {round}: vkGetFenceStatus says unsignaled after the wait")
-        });
-        // SAFETY: the fence is signaled and not pending.
-        unsafe { dev.reset_fences(&[self.fence]) }.map_err(vk_err("vkResetFences"))?;
-        let signaled = self.fence_status()?;
-        report.check(!signaled, || {
-            format!("round {round}: vkGetFenceStatus says signaled after vkResetFences")
-        });
-        Ok(())
-    }
-}
-
-impl Drop for Resources<'_> {
-    fn drop(&mut self) {
-        let dev = &self.td.device;
-        // SAFETY: the device is idle after the wait; each object is destroyed once and was
-        // created from this device (null handles are ignored).
-        unsafe {
-            let _ = dev.device_wait_idle();
-            dev.destroy_command_pool(self.pool, None);
-            for s in [self.timeline, self.to_consumer, self.to_producer] {
-                dev.destroy_semaphore(s, None);
-            }
-            dev.destroy_fence(self.fence, None);
-            for &b in &self.buffers {
-                dev.destroy_buffer(b, None);
-            }
-            for &m in &self.memories {
-                dev.free_memory(m, None);
-            }
-        }
-    }
-}
-
-/// One `vkQueueSubmit` of one batch; values apply to timeline semaphores only.
-fn submit(
-    td: &TetherDevice,
-    queue: vk::Queue,
-    waits: &[(vk::Semaphore, u64)],
-    command_buffers: &[vk::CommandBuffer],
-    signals: &[(vk::Semaphore, u64)],
+    binary: vk::Semaphore,
     fence: vk::Fence,
-) -> Result<(), String> {
-    let wait_semaphores: Vec<_> = waits.iter().map(|w| w.0).collect();
-    let wait_values: Vec<_> = waits.iter().map(|w| w.1).collect();
-    let stages = vec![vk::PipelineStageFlags::TRANSFER; waits.len()];
-    let signal_semaphores: Vec<_> = signals.iter().map(|s| s.0).collect();
-    let signal_values: Vec<_> = signals.iter().map(|s| s.1).collect();
-    let mut values = vk::TimelineSemaphoreSubmitInfo::default()
-        .wait_semaphore_values(&wait_values)
-        .signal_semaphore_values(&signal_values);
-    let info = vk::SubmitInfo::default()
-        .wait_semaphores(&wait_semaphores)
-        .wait_dst_stage_mask(&stages)
-        .command_buffers(command_buffers)
-        .signal_semaphores(&signal_semaphores)
-        .push_next(&mut values);
-    // SAFETY: every handle is a live object of this device; command buffers are executable and
-    // not pending; binary waits have their signal submitted earlier.
-    unsafe { td.device.queue_submit(queue, &[info], fence) }.map_err(vk_err("vkQueueSubmit"))
 }
 
+impl Objects {
+    fn destroy(&self, td: &TetherDevice) {
+        td.destroy_semaphore(self.timeline);
+        td.destroy_semaphore(self.binary);
+        td.destroy_fence(self.fence);
+    }
+}
+
+/// Checks and their failures, in one process.
 #[derive(Default)]
 struct Report {
     checked: u64,
@@ -329,229 +149,488 @@ impl Report {
     }
 }
 
-/// What the host watcher thread saw.
-struct Watch {
-    wakes: u64,
-    last: u64,
-}
-
-/// Waits for every value `1..=rounds` of the timeline in turn, checking what each wake reports.
-fn watch(dev: &ash::Device, timeline: vk::Semaphore, rounds: u64, stop: &AtomicBool) -> Result<Watch, String> {
-    let mut next = 1;
-    let mut wakes = 0;
-    let mut waited = Duration::ZERO;
-    while next <= rounds {
-        let semaphores = [timeline];
-        let values = [next];
-        let info = vk::SemaphoreWaitInfo::default().semaphores(&semaphores).values(&values);
-        let slice = Duration::from_millis(100);
-        // SAFETY: a live timeline semaphore of this device.
-        match unsafe { dev.wait_semaphores(&info, nanos(slice)) } {
-            Ok(()) => {
-                wakes += 1;
-                waited = Duration::ZERO;
-                // SAFETY: a live timeline semaphore of this device.
-                let value = unsafe { dev.get_semaphore_counter_value(timeline) }
-                    .map_err(vk_err("watcher: vkGetSemaphoreCounterValue"))?;
-                if value < next || value > rounds {
-                    return Err(format!("watcher: woke for value {next} but the counter is {value}"));
-                }
-                next = value + 1;
-            }
-            Err(vk::Result::TIMEOUT) => {
-                waited += slice;
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(Watch { wakes, last: next - 1 });
-                }
-                if waited >= WAIT_LIMIT {
-                    return Err(format!("watcher: value {next} not reached within {WAIT_LIMIT:?}"));
-                }
-            }
-            Err(e) => return Err(format!("watcher: vkWaitSemaphores: {e}")),
-        }
-    }
-    Ok(Watch { wakes, last: rounds })
-}
-
-/// The timeline rounds; returns the round-trip latencies.
-fn timeline_rounds(r: &Resources<'_>, rounds: u64, report: &mut Report) -> Result<(Vec<u64>, Watch), String> {
-    let [producer_q, consumer_q] = r.td.queues;
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        let (device, timeline, stop) = (&r.td.device, r.timeline, &stop);
-        let watcher = scope.spawn(move || watch(device, timeline, rounds, stop));
-        let main = (|| {
-            let mut latencies = Vec::with_capacity(rounds as usize);
-            for round in 1..=rounds {
-                r.poison();
-                r.record_producer(round)?;
-                let start = Instant::now();
-                let consume = || submit(r.td, consumer_q, &[(r.timeline, round)], &[r.consumer], &[], r.fence);
-                let produce = || {
-                    submit(
-                        r.td,
-                        producer_q,
-                        &[],
-                        &[r.producer],
-                        &[(r.timeline, round)],
-                        vk::Fence::null(),
-                    )
-                };
-                if r.td.distinct_queues {
-                    // The consumer goes first: its wait is submitted before the signal exists.
-                    consume()?;
-                    produce()?;
-                } else {
-                    // One queue runs its batches in order: the signal has to be ahead of the wait.
-                    produce()?;
-                    consume()?;
-                }
-                let finished = r.finish_round(round, report);
-                latencies.push(nanos(start.elapsed()));
-                finished?;
-                let value = r.counter()?;
-                report.check(value == round, || {
-                    format!("round {round}: the timeline's counter is {value}")
-                });
-                r.check_copy(round, report);
-            }
-            Ok::<_, String>(latencies)
-        })();
-        stop.store(true, Ordering::Relaxed);
-        let watched = watcher.join().map_err(|_| "the watcher thread panicked".to_string())?;
-        let latencies = main?;
-        let watched = watched?;
-        report.check(watched.last == rounds, || {
-            format!("watcher: stopped at value {} of {rounds}", watched.last)
-        });
-        Ok((latencies, watched))
-    })
-}
-
-/// The binary rounds: producer queue → consumer queue → producer queue → fence.
-fn binary_rounds(r: &Resources<'_>, rounds: u64, report: &mut Report) -> Result<Vec<u64>, String> {
-    let [producer_q, consumer_q] = r.td.queues;
-    let mut latencies = Vec::with_capacity(rounds as usize);
-    for i in 1..=rounds {
-        let round = 1_000_000 + i;
-        r.poison();
-        r.record_producer(round)?;
-        let start = Instant::now();
-        submit(
-            r.td,
-            producer_q,
-            &[],
-            &[r.producer],
-            &[(r.to_consumer, 0)],
-            vk::Fence::null(),
-        )?;
-        submit(
-            r.td,
-            consumer_q,
-            &[(r.to_consumer, 0)],
-            &[r.consumer],
-            &[(r.to_producer, 0)],
-            vk::Fence::null(),
-        )?;
-        submit(r.td, producer_q, &[(r.to_producer, 0)], &[], &[], r.fence)?;
-        let finished = r.finish_round(round, report);
-        latencies.push(nanos(start.elapsed()));
-        finished?;
-        r.check_copy(round, report);
-    }
-    Ok(latencies)
-}
-
-fn latency_line(latencies: &mut [u64]) -> String {
-    match Summary::of(latencies) {
-        Some(s) => format!(
-            "p50 {}, p90 {}, p99 {}, max {}",
-            human(s.p50),
-            human(s.p90),
-            human(s.p99),
-            human(s.max)
-        ),
+fn latency_line(samples: &mut [u64]) -> String {
+    match Summary::of(samples) {
+        Some(s) => format!("p50 {}, p90 {}, p99 {}", human(s.p50), human(s.p90), human(s.p99)),
         None => "no samples".to_string(),
     }
 }
 
-pub fn run(choice: Choice, args: &DemoArgs) -> Result<(), String> {
-    if args.bytes < 2 * HEADER_BYTES || args.bytes % 4 != 0 {
-        return Err(format!(
-            "--bytes must be a multiple of 4, at least {}",
-            2 * HEADER_BYTES
-        ));
-    }
-    let td = TetherDevice::open(choice)?;
-    say!("tether demo: Vulkan from {}", td.vulkan.describe());
-    say!(
-        "device: {}, queue family {}, {}",
-        tether_icd::objects::physical_device::DEVICE_NAME,
-        td.queue_family,
-        if td.distinct_queues {
-            "producer on queue 0, consumer on queue 1"
-        } else {
-            "one queue only: producer and consumer share it"
-        }
-    );
-    let r = Resources::new(&td, args.bytes)?;
-    let mut report = Report::default();
-    match exchange(&r, u64::from(args.rounds), &mut report) {
-        Ok(()) => {}
-        Err(e) => {
-            // Work may still be pending on a value that will never come: tearing the device down
-            // could wait forever, so leave without it.
-            eprintln!("tether: {e}");
-            std::process::exit(1);
-        }
-    }
-    drop(r);
+// ---------------------------------------------------------------------------------------------
+// The parent.
 
-    say!();
-    if report.mismatches.is_empty() {
-        say!("OK: {} values checked, no mismatch", report.checked);
-        Ok(())
-    } else {
-        Err(format!(
-            "{} of {} checks failed (first: {})",
-            report.mismatches.len(),
-            report.checked,
-            report.mismatches[0]
-        ))
+/// What the parent created and exported for one method.
+struct Prepared {
+    method: Method,
+    objects: Objects,
+    /// The child's argument for it.
+    arg: String,
+    /// One line about what was passed.
+    passed: String,
+    /// Inherited NT handles, closed once the child runs.
+    handles: Vec<NtHandle>,
+}
+
+/// Creates the three objects exportable for `method` and exports them for the child.
+fn prepare(td: &TetherDevice, method: Method) -> Result<Prepared, String> {
+    let inherit = SecurityAttributes::inheritable();
+    let prefix = format!("Local\\tether-demo-{}", std::process::id());
+    let wide_names = names(&prefix).map(|n| wide(&n));
+    let export = |i: usize| match method {
+        Method::Nt => Some(Win32Export {
+            attributes: Some(&inherit),
+            name: None,
+        }),
+        Method::Name => Some(Win32Export {
+            attributes: None,
+            name: Some(&wide_names[i]),
+        }),
+        Method::Kmt => None,
+    };
+    let (st, ft) = (method.semaphore_type(), method.fence_type());
+    let timeline = td.create_exportable_semaphore(SemaphoreKind::Timeline, st, export(0))?;
+    let binary = td.create_exportable_semaphore(SemaphoreKind::Binary, st, export(1))?;
+    let fence = td.create_exportable_fence(ft, export(2))?;
+    let objects = Objects {
+        timeline,
+        binary,
+        fence,
+    };
+    let exported = (|| match method {
+        Method::Nt => {
+            let handles = vec![
+                td.export_semaphore_nt(timeline, st)?,
+                td.export_semaphore_nt(binary, st)?,
+                td.export_fence_nt(fence, ft)?,
+            ];
+            for h in &handles {
+                if !h.is_inheritable().map_err(|e| format!("F_GETFD: {e}"))? {
+                    return Err(format!(
+                        "NT handle {} was exported with bInheritHandle=TRUE but has close-on-exec",
+                        h.as_raw_handle()
+                    ));
+                }
+            }
+            let [t, b, f] = [0, 1, 2].map(|i| handles[i].as_raw_handle());
+            let passed = format!(
+                "exported with bInheritHandle=TRUE (no close-on-exec): timeline fd {t}, binary fd {b}, fence fd {f}, \
+                 numbers passed on the child's command line"
+            );
+            Ok((format!("{t},{b},{f}"), passed, handles))
+        }
+        Method::Name => {
+            // The first NT export registers the name; the handle itself is not needed.
+            drop(td.export_semaphore_nt(timeline, st)?);
+            drop(td.export_semaphore_nt(binary, st)?);
+            drop(td.export_fence_nt(fence, ft)?);
+            let [t, b, f] = names(&prefix);
+            let passed = format!("{t}, {b}, {f} (UTF-16, registered with the broker by the first NT export)");
+            Ok((prefix.clone(), passed, Vec::new()))
+        }
+        Method::Kmt => {
+            let t = td.export_semaphore_win32(timeline, st)?;
+            let b = td.export_semaphore_win32(binary, st)?;
+            let f = td.export_fence_win32(fence, ft)?;
+            let passed = format!("timeline {t:#x}, binary {b:#x}, fence {f:#x} (global values: nothing to inherit or close)");
+            Ok((format!("{t:#x},{b:#x},{f:#x}"), passed, Vec::new()))
+        }
+    })();
+    match exported {
+        Ok((arg, passed, handles)) => Ok(Prepared {
+            method,
+            objects,
+            arg,
+            passed,
+            handles,
+        }),
+        Err(e) => {
+            objects.destroy(td);
+            Err(e)
+        }
     }
 }
 
-/// Both hand-offs, printing as they finish.
-fn exchange(r: &Resources<'_>, rounds: u64, report: &mut Report) -> Result<(), String> {
-    let bytes = r.bytes;
+/// Waits in slices, checking between them that the child is still alive.
+fn wait_alive(peer: &mut Peer, what: &str, mut attempt: impl FnMut(Duration) -> Result<bool, String>) -> Result<(), String> {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    loop {
+        if attempt(WAIT_SLICE)? {
+            return Ok(());
+        }
+        if let Some(status) = peer.exited() {
+            return Err(format!("{what}: the child process exited ({status})"));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{what}: not reached within {WAIT_LIMIT:?}"));
+        }
+    }
+}
 
+/// Latencies of one method's rounds, measured in the parent.
+struct Latencies {
+    /// Host signal of `v+1` until the child's queue signal of `v+2` is seen.
+    answer: Vec<u64>,
+    /// The whole round, `v+1` to `v+5`.
+    round: Vec<u64>,
+}
+
+/// The parent's side of one method's rounds.
+fn parent_rounds(
+    td: &TetherDevice,
+    o: &Objects,
+    rounds: u64,
+    peer: &mut Peer,
+    report: &mut Report,
+) -> Result<Latencies, String> {
+    let queue = td.queues[0];
+    let mut lat = Latencies {
+        answer: Vec::with_capacity(rounds as usize),
+        round: Vec::with_capacity(rounds as usize),
+    };
+    for n in 0..rounds {
+        let v = STRIDE * n;
+        let start = Instant::now();
+        td.signal(o.timeline, v + 1)?;
+        wait_alive(peer, &format!("round {n}: timeline value {}", v + 2), |t| {
+            td.wait_value(o.timeline, v + 2, t)
+        })?;
+        lat.answer.push(nanos(start.elapsed()));
+        let value = td.counter(o.timeline)?;
+        report.check(value == v + 2, || {
+            format!("round {n}: parent reads {value}, expected {}", v + 2)
+        });
+
+        let mut signals = vec![(o.timeline, v + 3)];
+        if n + 1 < rounds {
+            signals.push((o.binary, 0));
+        }
+        td.submit(queue, &[(o.binary, 0)], &signals, o.fence)?;
+        wait_alive(peer, &format!("round {n}: the fence"), |t| td.wait_fence(o.fence, t))?;
+        let signaled = td.fence_signaled(o.fence)?;
+        report.check(signaled, || {
+            format!("round {n}: vkGetFenceStatus in the parent says unsignaled after the wait")
+        });
+        wait_alive(peer, &format!("round {n}: timeline value {}", v + 3), |t| {
+            td.wait_value(o.timeline, v + 3, t)
+        })?;
+        let value = td.counter(o.timeline)?;
+        report.check(value == v + 3, || {
+            format!("round {n}: parent reads {value}, expected {}", v + 3)
+        });
+
+        td.signal(o.timeline, v + 4)?;
+        wait_alive(peer, &format!("round {n}: timeline value {}", v + 5), |t| {
+            td.wait_value(o.timeline, v + 5, t)
+        })?;
+        lat.round.push(nanos(start.elapsed()));
+        let value = td.counter(o.timeline)?;
+        report.check(value == v + 5, || {
+            format!("round {n}: parent reads {value}, expected {}", v + 5)
+        });
+        let signaled = td.fence_signaled(o.fence)?;
+        report.check(!signaled, || {
+            format!("round {n}: the fence still reads signaled in the parent after the child reset it")
+        });
+    }
+    Ok(lat)
+}
+
+pub fn run(choice: Choice, args: &DemoArgs) -> Result<(), String> {
+    let td = TetherDevice::open(choice)?;
+    say!("tether demo: Vulkan from {}", td.vulkan.describe());
+    if !td.ext.has_win32() {
+        return Err(
+            "the tether device offers no Win32 handle types here (is TETHER_ICD_HANDLES=fd set?)".to_string(),
+        );
+    }
     say!(
-        "\ntimeline hand-off: {rounds} rounds of {} KiB; each round the consumer's submit (wait value N, copy, \
-         signal fence) goes in before the producer's (fill, signal value N)",
-        bytes / 1024
+        "two processes share a fence, a binary semaphore and a timeline semaphore of the device \"{}\" through \
+         Win32 handles, three ways",
+        tether_icd::objects::physical_device::DEVICE_NAME
     );
-    let (mut latencies, watched) = timeline_rounds(r, rounds, report)?;
-    say!("  values 1..={rounds} reached; every copy, counter value and fence checked");
+    let broker = broker::ensure();
+    let mut methods = vec![Method::Nt];
+    match &broker {
+        Ok(b) => {
+            say!("broker: tether-broker pid {}, {}", b.pid, b.how);
+            methods.extend([Method::Name, Method::Kmt]);
+        }
+        Err(why) => say!("broker: SKIPPING names and KMT values (only NT handles are shared): {why}"),
+    }
+
+    let mut prepared = Vec::new();
+    for &m in &methods {
+        match prepare(&td, m) {
+            Ok(p) => prepared.push(p),
+            Err(e) => {
+                for p in &prepared {
+                    p.objects.destroy(&td);
+                }
+                return Err(format!("{m:?}: {e}"));
+            }
+        }
+    }
+    let rounds = u64::from(args.rounds);
+    let mut child_args: Vec<OsString> = vec!["demo-child".into(), "--rounds".into(), rounds.to_string().into()];
+    for p in &prepared {
+        child_args.push(format!("--{}", p.method.key()).into());
+        child_args.push(p.arg.clone().into());
+    }
+    let spawned = Peer::spawn(td.vulkan.source, &child_args);
+    // The child has its inherited copies now (or never will): close ours.
+    for p in &mut prepared {
+        p.handles.clear();
+    }
+    let mut peer = match spawned {
+        Ok(p) => p,
+        Err(e) => {
+            for p in &prepared {
+                p.objects.destroy(&td);
+            }
+            return Err(e);
+        }
+    };
+    say!("child process: pid {}, `{}`", peer.pid(), peer.command_line());
     say!(
-        "  host watcher thread (vkWaitSemaphores on each value in turn): reached {}, {} wakes",
-        watched.last,
-        watched.wakes
-    );
-    say!(
-        "  round trip, first submit → fence wait returns: {}",
-        latency_line(&mut latencies)
+        "each round n, on timeline values v+1..=v+5 (v = 5n):\n\
+         \x20 parent: vkSignalSemaphore(v+1)\n\
+         \x20 child:  waits for v+1; vkQueueSubmit: wait binary (from the last round), signal binary and v+2\n\
+         \x20 parent: waits for v+2; vkQueueSubmit: wait binary, signal binary, v+3 and the fence\n\
+         \x20 both:   vkWaitForFences on the fence\n\
+         \x20 parent: vkSignalSemaphore(v+4)\n\
+         \x20 child:  waits for v+4; vkResetFences; vkSignalSemaphore(v+5)\n\
+         \x20 parent: waits for v+5; the fence reads unsignaled again\n\
+         \x20 every counter value and fence status is checked in both processes"
     );
 
-    let binary = rounds.div_ceil(3);
+    let mut report = Report::default();
+    for (i, p) in prepared.iter().enumerate() {
+        let title = match p.method {
+            Method::Nt => "NT handles, inherited",
+            Method::Name => "names",
+            Method::Kmt => "KMT values",
+        };
+        say!("\n{}. {title}: {}", i + 1, p.passed);
+        let started = Instant::now();
+        match parent_rounds(&td, &p.objects, rounds, &mut peer, &mut report) {
+            Ok(mut lat) => {
+                say!(
+                    "   {rounds} rounds in {:.2} s: timeline values 1..={}, {rounds} binary hand-offs, {rounds} fence \
+                     signal/wait/reset",
+                    started.elapsed().as_secs_f64(),
+                    STRIDE * rounds
+                );
+                say!(
+                    "   parent signals v+1 -> child's queue signals v+2: {}",
+                    latency_line(&mut lat.answer)
+                );
+                say!("   whole round (5 hand-offs):                     {}", latency_line(&mut lat.round));
+            }
+            Err(e) => {
+                // Work may be pending on values that will never come: leave without tearing
+                // the device down (the child is killed with `peer`).
+                eprintln!("tether: {:?}: {e}", p.method);
+                drop(peer);
+                std::process::exit(1);
+            }
+        }
+    }
+
+    let child_said = peer.finish();
+    for p in &prepared {
+        p.objects.destroy(&td);
+    }
+    drop(td);
+    let child_said = child_said?;
+    let mut child_checks = 0u64;
+    let mut child_mismatches = 0u64;
+    for line in child_said.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("checked") {
+            child_checks += words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            child_mismatches += words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        }
+    }
+
+    say!();
+    let skipped = broker.as_ref().err();
+    if let Some(why) = skipped {
+        say!("SKIPPED: names and KMT values (no broker: {why})");
+    }
+    if !report.mismatches.is_empty() || child_mismatches > 0 {
+        return Err(format!(
+            "{} of {} checks failed in the parent, {child_mismatches} of {child_checks} in the child{}",
+            report.mismatches.len(),
+            report.checked,
+            report
+                .mismatches
+                .first()
+                .map_or(String::new(), |m| format!(" (first in the parent: {m})"))
+        ));
+    }
     say!(
-        "\nbinary hand-off: {binary} rounds of producer queue → binary semaphore → consumer queue → binary \
-         semaphore → producer queue → fence"
+        "OK: {} checks in the parent, {child_checks} in the child, no mismatch{}",
+        report.checked,
+        if skipped.is_some() { " (NT handles only)" } else { "" }
     );
-    let mut latencies = binary_rounds(r, binary, report)?;
-    say!("  every copy and fence checked");
-    say!(
-        "  round trip, first submit → fence wait returns: {}",
-        latency_line(&mut latencies)
-    );
+    if skipped.is_some() && args.require_broker {
+        return Err("--require-broker: names and KMT values were skipped".to_string());
+    }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The child.
+
+/// Imports one method's objects into new objects of this process.
+fn import(td: &TetherDevice, method: Method, arg: &str) -> Result<Objects, String> {
+    let timeline = td.create_import_target(SemaphoreKind::Timeline)?;
+    let binary = td.create_import_target(SemaphoreKind::Binary)?;
+    // SAFETY: a valid create info on a live device.
+    let fence = unsafe { td.device.create_fence(&vk::FenceCreateInfo::default(), None) }
+        .map_err(|e| format!("vkCreateFence: {e}"))?;
+    let objects = Objects {
+        timeline,
+        binary,
+        fence,
+    };
+    let (st, ft) = (method.semaphore_type(), method.fence_type());
+    let imported = (|| match method {
+        Method::Nt | Method::Kmt => {
+            let [t, b, f] = parse_numbers::<3>(arg)?.map(|v| v as isize);
+            td.import_semaphore_win32(timeline, st, t, None)?;
+            td.import_semaphore_win32(binary, st, b, None)?;
+            td.import_fence_win32(fence, ft, f, None)?;
+            if method == Method::Nt {
+                // The imports keep their own duplicates; these inherited handles are ours to close.
+                for h in [t, b, f] {
+                    // SAFETY: inherited from the parent for this process to own; nothing else
+                    // uses the numbers.
+                    drop(unsafe { NtHandle::from_raw_handle(h) });
+                }
+            }
+            Ok(())
+        }
+        Method::Name => {
+            let [t, b, f] = names(arg).map(|n| wide(&n));
+            td.import_semaphore_win32(timeline, st, 0, Some(&t))?;
+            td.import_semaphore_win32(binary, st, 0, Some(&b))?;
+            td.import_fence_win32(fence, ft, 0, Some(&f))
+        }
+    })();
+    match imported {
+        Ok(()) => Ok(objects),
+        Err(e) => {
+            objects.destroy(td);
+            Err(e)
+        }
+    }
+}
+
+fn child_wait(td: &TetherDevice, n: u64, value: u64, o: &Objects) -> Result<(), String> {
+    if td.wait_value(o.timeline, value, WAIT_LIMIT)? {
+        Ok(())
+    } else {
+        Err(format!("round {n}: timeline value {value} not reached within {WAIT_LIMIT:?}"))
+    }
+}
+
+/// The child's side of one method's rounds.
+fn child_rounds(td: &TetherDevice, o: &Objects, rounds: u64, report: &mut Report) -> Result<(), String> {
+    let queue = td.queues[1];
+    for n in 0..rounds {
+        let v = STRIDE * n;
+        child_wait(td, n, v + 1, o)?;
+        let value = td.counter(o.timeline)?;
+        report.check(value == v + 1, || {
+            format!("round {n}: child reads {value}, expected {}", v + 1)
+        });
+        let waits: &[(vk::Semaphore, u64)] = if n == 0 { &[] } else { &[(o.binary, 0)] };
+        td.submit(queue, waits, &[(o.binary, 0), (o.timeline, v + 2)], vk::Fence::null())?;
+        if !td.wait_fence(o.fence, WAIT_LIMIT)? {
+            return Err(format!("round {n}: the fence was not signaled within {WAIT_LIMIT:?}"));
+        }
+        let signaled = td.fence_signaled(o.fence)?;
+        report.check(signaled, || {
+            format!("round {n}: vkGetFenceStatus in the child says unsignaled after the wait")
+        });
+        child_wait(td, n, v + 4, o)?;
+        let value = td.counter(o.timeline)?;
+        report.check(value == v + 4, || {
+            format!("round {n}: child reads {value}, expected {}", v + 4)
+        });
+        td.reset_fence(o.fence)?;
+        let signaled = td.fence_signaled(o.fence)?;
+        report.check(!signaled, || {
+            format!("round {n}: the fence reads signaled in the child right after vkResetFences")
+        });
+        td.signal(o.timeline, v + 5)?;
+        // The parent may already have signaled the next round's first value.
+        let value = td.counter(o.timeline)?;
+        report.check(value == v + 5 || value == v + 6, || {
+            format!("round {n}: child reads {value} after signaling {}", v + 5)
+        });
+    }
+    Ok(())
+}
+
+/// `tether demo-child`: imports what the parent shared and plays its side of every method.
+/// Reports `checked <checks> <mismatches>` per method on stdout.
+pub fn run_child(choice: Choice, args: &ChildArgs) -> Result<(), String> {
+    vulkan::set_notices_to_stderr();
+    let td = TetherDevice::open(choice)?;
+    let given = [
+        (Method::Nt, &args.nt),
+        (Method::Name, &args.name),
+        (Method::Kmt, &args.kmt),
+    ];
+    let mut imported = Vec::new();
+    for (method, arg) in given {
+        if let Some(arg) = arg {
+            match import(&td, method, arg) {
+                Ok(o) => imported.push((method, o)),
+                Err(e) => {
+                    for (_, o) in &imported {
+                        o.destroy(&td);
+                    }
+                    return Err(format!("child: importing by {}: {e}", method.key()));
+                }
+            }
+        }
+    }
+    let mut link = ParentLink::new();
+    let mut failed = false;
+    for (method, o) in &imported {
+        let mut report = Report::default();
+        if let Err(e) = child_rounds(&td, o, u64::from(args.rounds), &mut report) {
+            eprintln!("tether demo-child: {}: {e}", method.key());
+            std::process::exit(1);
+        }
+        failed |= !report.mismatches.is_empty();
+        link.line(&format!(
+            "checked {} {} {}",
+            report.checked,
+            report.mismatches.len(),
+            method.key()
+        ))?;
+    }
+    for (_, o) in &imported {
+        o.destroy(&td);
+    }
+    if failed {
+        return Err("child: mismatches (see above)".to_string());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_names_are_valid() {
+        for n in names("Local\\tether-demo-123") {
+            assert!(tether_handles::ObjectName::from_utf16(&n.encode_utf16().collect::<Vec<_>>()).is_ok());
+        }
+    }
 }

@@ -1,12 +1,15 @@
-//! `tether`: what every Vulkan driver can share (`caps`), a producer/consumer run on the tether
-//! device (`demo`), and the latency benchmark (`bench`).
+//! `tether`: what every Vulkan driver can share (`caps`), two processes sharing a fence and
+//! semaphores through Win32 handles (`demo`), and the latency benchmark (`bench`).
 //!
 //! | module | what lives there |
 //! |---|---|
-//! | [`vulkan`] | choosing the Vulkan entry: the system loader, or the tether ICD linked in |
+//! | [`vulkan`] | choosing the Vulkan entry: the system loader, or the tether ICD linked in; the device |
+//! | [`external`] | exportable fences and semaphores; fd and Win32 (NT, KMT, name) export and import |
 //! | [`caps`] | the external fence/semaphore capability queries and their table |
-//! | [`demo`] | the producer/consumer demo |
-//! | [`bench`] | the benchmark: one entry per measurement, compared to a raw futex baseline |
+//! | [`demo`] | the two-process demo (parent and `demo-child`) |
+//! | [`bench`] | the benchmark: one entry per measurement, each compared to a baseline of the same run |
+//! | [`peer`] | child `tether` processes (hidden subcommands) and the pipes to them |
+//! | [`broker`] | finding or starting `tether-broker` (a copy is built into this binary) |
 //! | [`stats`] | percentiles |
 //! | [`table`] | plain-text tables |
 
@@ -20,8 +23,11 @@ macro_rules! say {
 }
 
 mod bench;
+mod broker;
 mod caps;
 mod demo;
+mod external;
+mod peer;
 mod stats;
 mod table;
 mod vulkan;
@@ -58,14 +64,25 @@ enum Command {
     /// Print, for every physical device, which external fence and semaphore handle types it can
     /// export and import.
     Caps,
-    /// Run a producer/consumer exchange between two queues of the tether device and check every
+    /// Share a fence, a binary and a timeline semaphore with a child process through Win32
+    /// handles (inherited NT handles, names, KMT values), ping-pong through them and check every
     /// value.
     Demo(demo::DemoArgs),
-    /// Measure wake-up latencies and compare them with a raw futex ping-pong.
+    /// Measure wake-up, export and import latencies, each next to a baseline of the same run.
     Bench(bench::BenchArgs),
+    /// The demo's child process (started by `tether demo`).
+    #[command(hide = true)]
+    DemoChild(demo::ChildArgs),
+    /// A benchmark's child process (started by `tether bench`).
+    #[command(hide = true)]
+    BenchChild(bench::ChildArgs),
 }
 
 fn main() -> ExitCode {
+    // Started as the broker (by the demo or the bench, when no tether-broker binary exists).
+    if std::env::var_os(broker::RUN_AS_BROKER).is_some() {
+        return broker::run_built_in();
+    }
     // Before anything else, while this is the only thread: make the tether ICD of this checkout
     // visible to the loader.
     vulkan::expose_tether_icd();
@@ -79,6 +96,8 @@ fn main() -> ExitCode {
         Command::Caps => caps::run(choice),
         Command::Demo(args) => demo::run(choice, &args),
         Command::Bench(args) => bench::run(choice, &args),
+        Command::DemoChild(args) => demo::run_child(choice, &args),
+        Command::BenchChild(args) => bench::run_child(choice, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,8 +5,11 @@ use std::ffi::{CStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use ash::vk;
+
+use crate::external::{self, External};
 
 /// What the user asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +27,16 @@ pub enum Source {
     Loader,
     /// The tether ICD linked into this binary, called directly (no loader, no other driver).
     Embedded,
+}
+
+impl Source {
+    /// The global option that makes a child `tether` process use the same source.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Source::Loader => "--loader",
+            Source::Embedded => "--embedded",
+        }
+    }
 }
 
 /// A Vulkan entry and where it came from.
@@ -250,11 +263,10 @@ pub struct TetherDevice {
     pub vulkan: Vulkan,
     pub instance: ash::Instance,
     pub device: ash::Device,
-    pub queue_family: u32,
     /// Two queues, or the same queue twice when the family has only one.
     pub queues: [vk::Queue; 2],
-    pub distinct_queues: bool,
-    pub memory_properties: vk::PhysicalDeviceMemoryProperties,
+    /// The external fence/semaphore commands of the extensions the device offers (all enabled).
+    pub ext: External,
 }
 
 impl TetherDevice {
@@ -324,8 +336,16 @@ impl TetherDevice {
             .queue_family_index(queue_family)
             .queue_priorities(&priorities[..count as usize])];
         let mut features12 = vk::PhysicalDeviceVulkan12Features::default().timeline_semaphore(true);
+        // SAFETY: `pd` belongs to `instance`.
+        let offered = unsafe { instance.enumerate_device_extension_properties(pd) }.unwrap_or_default();
+        let extensions: Vec<&CStr> = external::EXTENSIONS
+            .into_iter()
+            .filter(|&name| offered.iter().any(|e| e.extension_name_as_c_str() == Ok(name)))
+            .collect();
+        let extension_ptrs: Vec<*const std::ffi::c_char> = extensions.iter().map(|e| e.as_ptr()).collect();
         let info = vk::DeviceCreateInfo::default()
             .queue_create_infos(&queue_info)
+            .enabled_extension_names(&extension_ptrs)
             .push_next(&mut features12);
         // SAFETY: a valid create info for a physical device of `instance`.
         let device = match unsafe { instance.create_device(pd, &info, None) } {
@@ -339,27 +359,13 @@ impl TetherDevice {
                 device.get_device_queue(queue_family, count - 1),
             ]
         };
-        // SAFETY: `pd` is a physical device of `instance`.
-        let memory_properties = unsafe { instance.get_physical_device_memory_properties(pd) };
+        let ext = External::load(&instance, &device, &extensions);
         Ok(TetherDevice {
             vulkan,
             instance,
             device,
-            queue_family,
             queues,
-            distinct_queues: count == 2,
-            memory_properties,
-        })
-    }
-
-    /// A host-visible, host-coherent memory type among `bits`.
-    pub fn host_memory_type(&self, bits: u32) -> Option<u32> {
-        let wanted = vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT;
-        (0..self.memory_properties.memory_type_count).find(|&i| {
-            bits & (1 << i) != 0
-                && self.memory_properties.memory_types[i as usize]
-                    .property_flags
-                    .contains(wanted)
+            ext,
         })
     }
 
@@ -377,11 +383,85 @@ impl TetherDevice {
         // SAFETY: a valid create info on a live device with timeline semaphores enabled.
         unsafe { self.device.create_semaphore(&info, None) }.map_err(|e| format!("vkCreateSemaphore (timeline): {e}"))
     }
+}
 
-    pub fn create_binary(&self) -> Result<vk::Semaphore, String> {
-        // SAFETY: a valid create info on a live device.
-        unsafe { self.device.create_semaphore(&vk::SemaphoreCreateInfo::default(), None) }
-            .map_err(|e| format!("vkCreateSemaphore (binary): {e}"))
+/// Host-side synchronization commands, with errors as strings.
+impl TetherDevice {
+    /// `vkSignalSemaphore` of a timeline.
+    pub fn signal(&self, semaphore: vk::Semaphore, value: u64) -> Result<(), String> {
+        let info = vk::SemaphoreSignalInfo::default().semaphore(semaphore).value(value);
+        // SAFETY: a live timeline semaphore of this device.
+        unsafe { self.device.signal_semaphore(&info) }.map_err(|e| format!("vkSignalSemaphore({value}): {e}"))
+    }
+
+    /// `vkWaitSemaphores` for one timeline value: `Ok(false)` on timeout.
+    pub fn wait_value(&self, semaphore: vk::Semaphore, value: u64, timeout: Duration) -> Result<bool, String> {
+        let semaphores = [semaphore];
+        let values = [value];
+        let info = vk::SemaphoreWaitInfo::default().semaphores(&semaphores).values(&values);
+        // SAFETY: a live timeline semaphore of this device.
+        match unsafe { self.device.wait_semaphores(&info, crate::stats::nanos(timeout)) } {
+            Ok(()) => Ok(true),
+            Err(vk::Result::TIMEOUT) => Ok(false),
+            Err(e) => Err(format!("vkWaitSemaphores({value}): {e}")),
+        }
+    }
+
+    /// `vkGetSemaphoreCounterValue`.
+    pub fn counter(&self, semaphore: vk::Semaphore) -> Result<u64, String> {
+        // SAFETY: a live timeline semaphore of this device.
+        unsafe { self.device.get_semaphore_counter_value(semaphore) }
+            .map_err(|e| format!("vkGetSemaphoreCounterValue: {e}"))
+    }
+
+    /// `vkWaitForFences` for one fence: `Ok(false)` on timeout.
+    pub fn wait_fence(&self, fence: vk::Fence, timeout: Duration) -> Result<bool, String> {
+        // SAFETY: a live fence of this device.
+        match unsafe { self.device.wait_for_fences(&[fence], true, crate::stats::nanos(timeout)) } {
+            Ok(()) => Ok(true),
+            Err(vk::Result::TIMEOUT) => Ok(false),
+            Err(e) => Err(format!("vkWaitForFences: {e}")),
+        }
+    }
+
+    /// `vkGetFenceStatus`: whether the fence is signaled.
+    pub fn fence_signaled(&self, fence: vk::Fence) -> Result<bool, String> {
+        // SAFETY: a live fence of this device.
+        unsafe { self.device.get_fence_status(fence) }.map_err(|e| format!("vkGetFenceStatus: {e}"))
+    }
+
+    /// `vkResetFences` of one fence.
+    pub fn reset_fence(&self, fence: vk::Fence) -> Result<(), String> {
+        // SAFETY: a live fence of this device, not tied to pending work (callers reset only
+        // fences whose signal they have seen).
+        unsafe { self.device.reset_fences(&[fence]) }.map_err(|e| format!("vkResetFences: {e}"))
+    }
+
+    /// One `vkQueueSubmit` of one batch without command buffers; values apply to timeline
+    /// semaphores (give 0 for binary ones).
+    pub fn submit(
+        &self,
+        queue: vk::Queue,
+        waits: &[(vk::Semaphore, u64)],
+        signals: &[(vk::Semaphore, u64)],
+        fence: vk::Fence,
+    ) -> Result<(), String> {
+        let wait_semaphores: Vec<_> = waits.iter().map(|w| w.0).collect();
+        let wait_values: Vec<_> = waits.iter().map(|w| w.1).collect();
+        let stages = vec![vk::PipelineStageFlags::ALL_COMMANDS; waits.len()];
+        let signal_semaphores: Vec<_> = signals.iter().map(|s| s.0).collect();
+        let signal_values: Vec<_> = signals.iter().map(|s| s.1).collect();
+        let mut values = vk::TimelineSemaphoreSubmitInfo::default()
+            .wait_semaphore_values(&wait_values)
+            .signal_semaphore_values(&signal_values);
+        let info = vk::SubmitInfo::default()
+            .wait_semaphores(&wait_semaphores)
+            .wait_dst_stage_mask(&stages)
+            .signal_semaphores(&signal_semaphores)
+            .push_next(&mut values);
+        // SAFETY: every handle is a live object of this device; the caller guarantees binary
+        // waits have their signal submitted (in this process or another one sharing the payload).
+        unsafe { self.device.queue_submit(queue, &[info], fence) }.map_err(|e| format!("vkQueueSubmit: {e}"))
     }
 }
 

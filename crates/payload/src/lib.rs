@@ -281,6 +281,11 @@ impl Inner {
         };
         match self.kind {
             PayloadKind::Fence | PayloadKind::BinarySemaphore => {
+                // A signal that an outstanding SYNC_FD export was waiting for goes to that
+                // export only (copy transference: the export already reset the source).
+                if value != 0 && sync_file_export::redirect_signal(self) {
+                    return;
+                }
                 st.value.store(u64::from(value != 0), Ordering::Release);
                 if value == 0 {
                     return;
@@ -292,6 +297,11 @@ impl Inner {
             PayloadKind::D3d12Fence => st.value.store(value, Ordering::Release),
         }
         st.publish(access);
+        if !self.kind.is_counter() {
+            // An export registered while this signal landed: complete it now, not later on
+            // the notifier thread, so the signaling operation is seen complete only after.
+            sync_file_export::settle_signaled();
+        }
     }
 }
 

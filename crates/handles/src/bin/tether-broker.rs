@@ -106,7 +106,9 @@ fn parse_args() -> Result<Options, String> {
     Ok(opts)
 }
 
-fn main() -> ExitCode {
+/// `pub`: the `tether` CLI compiles this file in as a module (`crates/cli/src/broker.rs`) and
+/// runs it when no `tether-broker` binary was built (`cargo run --bin tether` builds only `tether`).
+pub fn main() -> ExitCode {
     let opts = match parse_args() {
         Ok(o) => o,
         Err(e) => {

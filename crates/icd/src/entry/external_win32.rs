@@ -41,6 +41,7 @@ struct SecurityAttributes {
 /// NUL-terminated UTF-16 string.
 pub unsafe fn export_attributes(
     dev: &Device,
+    structure: &str,
     attributes: *const c_void,
     access: std::ffi::c_ulong,
     name: *const u16,
@@ -57,8 +58,8 @@ pub unsafe fn export_attributes(
             Err(e) => {
                 return Err(invalid_usage(
                     dev,
-                    "VUID-VkExportFenceWin32HandleInfoKHR-name-parameter",
-                    &format!("bad export name: {e}"),
+                    &format!("VUID-{structure}-name-parameter"),
+                    &format!("bad export name in {structure}: {e}"),
                 ));
             }
         }

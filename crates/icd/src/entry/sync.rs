@@ -103,7 +103,15 @@ pub unsafe extern "system" fn create_fence(
             let win32 = match unsafe { find_in_chain::<vk::ExportFenceWin32HandleInfoKHR<'_>>(info.p_next) } {
                 Some(w) if !export_types.is_empty() => {
                     // SAFETY: the structure's pointers are valid per valid usage.
-                    unsafe { external_win32::export_attributes(dev, w.p_attributes, w.dw_access, w.name) }?
+                    unsafe {
+                        external_win32::export_attributes(
+                            dev,
+                            "VkExportFenceWin32HandleInfoKHR",
+                            w.p_attributes,
+                            w.dw_access,
+                            w.name,
+                        )
+                    }?
                 }
                 _ => Default::default(),
             };
@@ -315,7 +323,15 @@ pub unsafe extern "system" fn create_semaphore(
             let win32 = match unsafe { find_in_chain::<vk::ExportSemaphoreWin32HandleInfoKHR<'_>>(info.p_next) } {
                 Some(w) if !export_types.is_empty() => {
                     // SAFETY: the structure's pointers are valid per valid usage.
-                    unsafe { external_win32::export_attributes(dev, w.p_attributes, w.dw_access, w.name) }?
+                    unsafe {
+                        external_win32::export_attributes(
+                            dev,
+                            "VkExportSemaphoreWin32HandleInfoKHR",
+                            w.p_attributes,
+                            w.dw_access,
+                            w.name,
+                        )
+                    }?
                 }
                 _ => Default::default(),
             };

@@ -1,0 +1,805 @@
+//! Sharing fences and semaphores through file descriptors (`VK_KHR_external_fence_fd`,
+//! `VK_KHR_external_semaphore_fd`): what the CTS ports and the fd-sharing tests build on.
+//!
+//! * [`FdHandleType`], [`Transference`] and [`Permanence`]: the two fd handle types and the
+//!   CTS's hard-coded table of how each transfers.
+//! * [`FdDevice`]: a [`TestDevice`] with the two fd extensions enabled, exportable fences and
+//!   semaphores (destroyed before the device), export and import with the fd's ownership kept
+//!   in the types ([`ExportedFd`]), the CTS's empty submits, and bounded waits.
+//! * [`FdDevice::signal_fence_and_export_while_pending`] (and the semaphore one) stand in for
+//!   the CTS's timed compute job: the signal waits on a private timeline semaphore that the host
+//!   signals only after the export, so the object is pending when it is exported.
+//! * fd plumbing: SCM_RIGHTS over a socket, whether an fd is open, counts of open fds and of
+//!   mappings, child processes.
+//!
+//! Every wait here is bounded ([`LONG_NS`]): a driver bug fails the test instead of hanging it.
+
+use std::ffi::CStr;
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::ops::Deref;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::process::{Child, ExitStatus};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ash::vk;
+
+use crate::context::{Batch, LONG_NS, Options, TestDevice, TestInstance};
+use crate::harness::{Route, Test};
+
+/// The device extensions the fd tests enable on top of the default ones.
+pub const FD_EXTENSIONS: &[&CStr] = &[ash::khr::external_fence_fd::NAME, ash::khr::external_semaphore_fd::NAME];
+
+/// Adds [`FD_EXTENSIONS`] to a context's options.
+pub trait WithFdExtensions {
+    fn with_fd_extensions(self) -> Options;
+}
+
+impl WithFdExtensions for Options {
+    fn with_fd_extensions(mut self) -> Options {
+        for extension in FD_EXTENSIONS {
+            if !self.extra_device_extensions.contains(extension) {
+                self.extra_device_extensions.push(extension);
+            }
+        }
+        self
+    }
+}
+
+/// How an importer relates to the exporter (the CTS hard-codes it per handle type, as here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transference {
+    /// Importer and exporter share one payload.
+    Reference,
+    /// The importer gets a copy; exporting acts as a reset (fence) or a wait (semaphore).
+    Copy,
+}
+
+/// Whether an import replaces the object's payload for good or until its next reset or wait.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permanence {
+    Temporary = 0,
+    Permanent = 1,
+}
+
+impl Permanence {
+    /// The inverse of `as u8` (for const-generic test functions).
+    pub const fn from_u8(value: u8) -> Permanence {
+        match value {
+            0 => Permanence::Temporary,
+            _ => Permanence::Permanent,
+        }
+    }
+
+    /// The suffix of a CTS case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Permanence::Temporary => "temporary",
+            Permanence::Permanent => "permanent",
+        }
+    }
+
+    pub fn fence_flags(self) -> vk::FenceImportFlags {
+        match self {
+            Permanence::Temporary => vk::FenceImportFlags::TEMPORARY,
+            Permanence::Permanent => vk::FenceImportFlags::empty(),
+        }
+    }
+
+    pub fn semaphore_flags(self) -> vk::SemaphoreImportFlags {
+        match self {
+            Permanence::Temporary => vk::SemaphoreImportFlags::TEMPORARY,
+            Permanence::Permanent => vk::SemaphoreImportFlags::empty(),
+        }
+    }
+}
+
+/// The fd handle types of fences and semaphores.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdHandleType {
+    OpaqueFd = 0,
+    SyncFd = 1,
+}
+
+impl FdHandleType {
+    /// The inverse of `as u8` (for const-generic test functions).
+    pub const fn from_u8(value: u8) -> FdHandleType {
+        match value {
+            0 => FdHandleType::OpaqueFd,
+            _ => FdHandleType::SyncFd,
+        }
+    }
+
+    /// The CTS group name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            FdHandleType::OpaqueFd => "opaque_fd",
+            FdHandleType::SyncFd => "sync_fd",
+        }
+    }
+
+    pub fn fence_bit(self) -> vk::ExternalFenceHandleTypeFlags {
+        match self {
+            FdHandleType::OpaqueFd => vk::ExternalFenceHandleTypeFlags::OPAQUE_FD,
+            FdHandleType::SyncFd => vk::ExternalFenceHandleTypeFlags::SYNC_FD,
+        }
+    }
+
+    pub fn semaphore_bit(self) -> vk::ExternalSemaphoreHandleTypeFlags {
+        match self {
+            FdHandleType::OpaqueFd => vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD,
+            FdHandleType::SyncFd => vk::ExternalSemaphoreHandleTypeFlags::SYNC_FD,
+        }
+    }
+
+    pub const fn transference(self) -> Transference {
+        match self {
+            FdHandleType::OpaqueFd => Transference::Reference,
+            FdHandleType::SyncFd => Transference::Copy,
+        }
+    }
+
+    /// The permanences the CTS registers cases for (SYNC_FD is temporary only).
+    pub const fn permanences(self) -> &'static [Permanence] {
+        match self {
+            FdHandleType::OpaqueFd => &[Permanence::Temporary, Permanence::Permanent],
+            FdHandleType::SyncFd => &[Permanence::Temporary],
+        }
+    }
+}
+
+/// An fd as `vkGet*FdKHR` returns it and `vkImport*FdKHR` takes it: `None` is `-1` (SYNC_FD:
+/// already signaled). Whoever holds the value owns the fd.
+pub type ExportedFd = Option<OwnedFd>;
+
+/// A copy of a handle, as the CTS's `NativeHandle` copy constructor makes it: `dup` of an fd,
+/// `-1` stays `-1`.
+pub fn copy_handle(fd: &ExportedFd) -> ExportedFd {
+    fd.as_ref()
+        .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0).expect("duplicating an exported fd"))
+}
+
+/// The raw number of an [`ExportedFd`] (`-1` for `None`).
+pub fn raw_fd(fd: &ExportedFd) -> RawFd {
+    fd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+}
+
+/// An import that failed, and the fd it gives back (an fd import takes ownership only on success).
+#[derive(Debug)]
+pub struct ImportFailed {
+    pub result: vk::Result,
+    pub fd: ExportedFd,
+}
+
+/// One CTS case as a trial: `<object>.<handle type>.<case>[_<permanence>]`.
+pub fn cts_case(
+    prefix: &str,
+    case: &'static str,
+    permanence: Option<Permanence>,
+    routes: &'static [Route],
+    run: fn(Route),
+) -> (String, Test) {
+    let name = match permanence {
+        Some(p) => format!("{prefix}.{case}_{}", p.name()),
+        None => format!("{prefix}.{case}"),
+    };
+    (
+        name,
+        Test {
+            name: case,
+            routes,
+            run,
+        },
+    )
+}
+
+/// `vkGetPhysicalDeviceExternalFenceProperties` with `sType` and `pNext` pre-set as the CTS does.
+pub fn fence_properties(
+    inst: &TestInstance,
+    handle_type: vk::ExternalFenceHandleTypeFlags,
+) -> vk::ExternalFenceProperties<'static> {
+    let info = vk::PhysicalDeviceExternalFenceInfo::default().handle_type(handle_type);
+    let mut props = vk::ExternalFenceProperties::default();
+    // SAFETY: a physical device of this instance; `info` and `props` are valid structures.
+    unsafe {
+        inst.instance
+            .get_physical_device_external_fence_properties(inst.physical_device, &info, &mut props)
+    };
+    props
+}
+
+/// `vkGetPhysicalDeviceExternalSemaphoreProperties` with `VkSemaphoreTypeCreateInfo` chained.
+pub fn semaphore_properties(
+    inst: &TestInstance,
+    handle_type: vk::ExternalSemaphoreHandleTypeFlags,
+    semaphore_type: vk::SemaphoreType,
+) -> vk::ExternalSemaphoreProperties<'static> {
+    let mut ty = vk::SemaphoreTypeCreateInfo::default()
+        .semaphore_type(semaphore_type)
+        .initial_value(0);
+    let info = vk::PhysicalDeviceExternalSemaphoreInfo::default()
+        .handle_type(handle_type)
+        .push_next(&mut ty);
+    let mut props = vk::ExternalSemaphoreProperties::default();
+    // SAFETY: a physical device of this instance; `info`'s chain and `props` are valid.
+    unsafe {
+        inst.instance
+            .get_physical_device_external_semaphore_properties(inst.physical_device, &info, &mut props)
+    };
+    props
+}
+
+/// The exportable objects an [`FdDevice`] made (the [`TestDevice`] tracks only its own).
+#[derive(Default)]
+struct Exportables {
+    fences: Vec<vk::Fence>,
+    semaphores: Vec<vk::Semaphore>,
+}
+
+/// A [`TestDevice`] with `VK_KHR_external_fence_fd` and `VK_KHR_external_semaphore_fd`. It
+/// dereferences to the `TestDevice`; its exportable objects are destroyed before the device.
+pub struct FdDevice {
+    exportables: Mutex<Exportables>,
+    pub fence_fd: ash::khr::external_fence_fd::Device,
+    pub semaphore_fd: ash::khr::external_semaphore_fd::Device,
+    /// Declared last: dropped after the exportable objects.
+    pub dev: TestDevice,
+}
+
+impl Deref for FdDevice {
+    type Target = TestDevice;
+    fn deref(&self) -> &TestDevice {
+        &self.dev
+    }
+}
+
+fn lock(m: &Mutex<Exportables>) -> MutexGuard<'_, Exportables> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl FdDevice {
+    /// Default options (validation layer on the loader routes when installed) plus the fd
+    /// extensions.
+    pub fn new(route: Route) -> FdDevice {
+        FdDevice::with_options(route, Options::default())
+    }
+
+    pub fn with_options(route: Route, options: Options) -> FdDevice {
+        let dev = TestDevice::with_options(route, options.with_fd_extensions());
+        let fence_fd = ash::khr::external_fence_fd::Device::new(&dev.inst.instance, &dev.device);
+        let semaphore_fd = ash::khr::external_semaphore_fd::Device::new(&dev.inst.instance, &dev.device);
+        FdDevice {
+            exportables: Mutex::new(Exportables::default()),
+            fence_fd,
+            semaphore_fd,
+            dev,
+        }
+    }
+
+    // --- exportable objects ---------------------------------------------------------------
+
+    /// An unsignaled fence with `VkExportFenceCreateInfo{handle_types}`.
+    pub fn exportable_fence(&self, handle_types: vk::ExternalFenceHandleTypeFlags) -> vk::Fence {
+        let mut export = vk::ExportFenceCreateInfo::default().handle_types(handle_types);
+        let info = vk::FenceCreateInfo::default().push_next(&mut export);
+        // SAFETY: a live device; `info`'s chain is valid.
+        let fence = unsafe { self.device.create_fence(&info, None) }.expect("vkCreateFence (exportable)");
+        lock(&self.exportables).fences.push(fence);
+        fence
+    }
+
+    /// A semaphore of `semaphore_type` (timeline: with `initial_value`) with
+    /// `VkExportSemaphoreCreateInfo{handle_types}`.
+    pub fn try_exportable_semaphore(
+        &self,
+        handle_types: vk::ExternalSemaphoreHandleTypeFlags,
+        semaphore_type: vk::SemaphoreType,
+        initial_value: u64,
+    ) -> ash::prelude::VkResult<vk::Semaphore> {
+        let mut export = vk::ExportSemaphoreCreateInfo::default().handle_types(handle_types);
+        let mut ty = vk::SemaphoreTypeCreateInfo::default()
+            .semaphore_type(semaphore_type)
+            .initial_value(initial_value);
+        let mut info = vk::SemaphoreCreateInfo::default().push_next(&mut export);
+        if semaphore_type == vk::SemaphoreType::TIMELINE {
+            info = info.push_next(&mut ty);
+        }
+        // SAFETY: a live device; `info`'s chain is valid.
+        let semaphore = unsafe { self.device.create_semaphore(&info, None) }?;
+        lock(&self.exportables).semaphores.push(semaphore);
+        Ok(semaphore)
+    }
+
+    /// An exportable binary semaphore.
+    pub fn exportable_semaphore(&self, handle_types: vk::ExternalSemaphoreHandleTypeFlags) -> vk::Semaphore {
+        self.try_exportable_semaphore(handle_types, vk::SemaphoreType::BINARY, 0)
+            .expect("vkCreateSemaphore (exportable binary)")
+    }
+
+    /// An exportable timeline semaphore.
+    pub fn exportable_timeline(
+        &self,
+        handle_types: vk::ExternalSemaphoreHandleTypeFlags,
+        initial: u64,
+    ) -> vk::Semaphore {
+        self.try_exportable_semaphore(handle_types, vk::SemaphoreType::TIMELINE, initial)
+            .expect("vkCreateSemaphore (exportable timeline)")
+    }
+
+    /// Destroys an exportable fence made here.
+    pub fn destroy_exportable_fence(&self, fence: vk::Fence) {
+        lock(&self.exportables).fences.retain(|f| *f != fence);
+        // SAFETY: a fence of this device, destroyed once; the caller knows its work is complete.
+        unsafe { self.device.destroy_fence(fence, None) };
+    }
+
+    /// Destroys an exportable semaphore made here.
+    pub fn destroy_exportable_semaphore(&self, semaphore: vk::Semaphore) {
+        lock(&self.exportables).semaphores.retain(|s| *s != semaphore);
+        // SAFETY: a semaphore of this device, destroyed once; the caller knows its work is complete.
+        unsafe { self.device.destroy_semaphore(semaphore, None) };
+    }
+
+    // --- fence export and import ----------------------------------------------------------
+
+    /// `vkGetFenceFdKHR` as is: the raw fd or the error.
+    pub fn get_fence_fd(
+        &self,
+        fence: vk::Fence,
+        handle_type: vk::ExternalFenceHandleTypeFlags,
+    ) -> Result<RawFd, vk::Result> {
+        let info = vk::FenceGetFdInfoKHR::default().fence(fence).handle_type(handle_type);
+        // SAFETY: a fence of this device (or a deliberately bad one on routes that tolerate it).
+        unsafe { self.fence_fd.get_fence_fd(&info) }
+    }
+
+    /// Exports a fence; the fd must be valid (`>= 0`, or `-1` for SYNC_FD only).
+    pub fn export_fence(&self, fence: vk::Fence, handle_type: FdHandleType) -> ExportedFd {
+        let raw = self.get_fence_fd(fence, handle_type.fence_bit()).unwrap_or_else(|e| {
+            panic!(
+                "vkGetFenceFdKHR({}): {e}; messages: {:?}",
+                handle_type.name(),
+                self.log().snapshot()
+            )
+        });
+        own_exported(raw, handle_type)
+    }
+
+    /// `vkImportFenceFdKHR` with a raw fd, as is. The caller keeps track of who owns `fd`.
+    pub fn import_fence_raw(
+        &self,
+        fence: vk::Fence,
+        handle_type: vk::ExternalFenceHandleTypeFlags,
+        flags: vk::FenceImportFlags,
+        fd: RawFd,
+    ) -> vk::Result {
+        let info = vk::ImportFenceFdInfoKHR::default()
+            .fence(fence)
+            .handle_type(handle_type)
+            .flags(flags)
+            .fd(fd);
+        // SAFETY: a fence of this device; the fd is the caller's to hand over.
+        crate::context::code(unsafe { self.fence_fd.import_fence_fd(&info) })
+    }
+
+    /// Imports `fd` into `fence`; on success the driver owns the fd, on failure it comes back.
+    pub fn try_import_fence(
+        &self,
+        fence: vk::Fence,
+        handle_type: FdHandleType,
+        flags: vk::FenceImportFlags,
+        fd: ExportedFd,
+    ) -> Result<(), ImportFailed> {
+        let raw = raw_fd(&fd);
+        match self.import_fence_raw(fence, handle_type.fence_bit(), flags, raw) {
+            vk::Result::SUCCESS => {
+                // The driver owns it now.
+                let _ = fd.map(IntoRawFd::into_raw_fd);
+                Ok(())
+            }
+            result => Err(ImportFailed { result, fd }),
+        }
+    }
+
+    /// Imports `fd` into `fence` and panics if that fails.
+    pub fn import_fence(&self, fence: vk::Fence, handle_type: FdHandleType, permanence: Permanence, fd: ExportedFd) {
+        if let Err(e) = self.try_import_fence(fence, handle_type, permanence.fence_flags(), fd) {
+            panic!(
+                "vkImportFenceFdKHR({}, {permanence:?}): {}; messages: {:?}",
+                handle_type.name(),
+                e.result,
+                self.log().snapshot()
+            );
+        }
+    }
+
+    /// A plain fence (tracked by the `TestDevice`) with `fd` imported into it.
+    pub fn create_and_import_fence(
+        &self,
+        handle_type: FdHandleType,
+        permanence: Permanence,
+        fd: ExportedFd,
+    ) -> vk::Fence {
+        let fence = self.fence(false);
+        self.import_fence(fence, handle_type, permanence, fd);
+        fence
+    }
+
+    // --- semaphore export and import ------------------------------------------------------
+
+    /// `vkGetSemaphoreFdKHR` as is.
+    pub fn get_semaphore_fd(
+        &self,
+        semaphore: vk::Semaphore,
+        handle_type: vk::ExternalSemaphoreHandleTypeFlags,
+    ) -> Result<RawFd, vk::Result> {
+        let info = vk::SemaphoreGetFdInfoKHR::default()
+            .semaphore(semaphore)
+            .handle_type(handle_type);
+        // SAFETY: a semaphore of this device.
+        unsafe { self.semaphore_fd.get_semaphore_fd(&info) }
+    }
+
+    /// Exports a semaphore; the fd must be valid (`>= 0`, or `-1` for SYNC_FD only).
+    pub fn export_semaphore(&self, semaphore: vk::Semaphore, handle_type: FdHandleType) -> ExportedFd {
+        let raw = self
+            .get_semaphore_fd(semaphore, handle_type.semaphore_bit())
+            .unwrap_or_else(|e| {
+                panic!(
+                    "vkGetSemaphoreFdKHR({}): {e}; messages: {:?}",
+                    handle_type.name(),
+                    self.log().snapshot()
+                )
+            });
+        own_exported(raw, handle_type)
+    }
+
+    /// `vkImportSemaphoreFdKHR` with a raw fd, as is.
+    pub fn import_semaphore_raw(
+        &self,
+        semaphore: vk::Semaphore,
+        handle_type: vk::ExternalSemaphoreHandleTypeFlags,
+        flags: vk::SemaphoreImportFlags,
+        fd: RawFd,
+    ) -> vk::Result {
+        let info = vk::ImportSemaphoreFdInfoKHR::default()
+            .semaphore(semaphore)
+            .handle_type(handle_type)
+            .flags(flags)
+            .fd(fd);
+        // SAFETY: a semaphore of this device; the fd is the caller's to hand over.
+        crate::context::code(unsafe { self.semaphore_fd.import_semaphore_fd(&info) })
+    }
+
+    /// Imports `fd` into `semaphore`; on success the driver owns the fd, on failure it comes back.
+    pub fn try_import_semaphore(
+        &self,
+        semaphore: vk::Semaphore,
+        handle_type: FdHandleType,
+        flags: vk::SemaphoreImportFlags,
+        fd: ExportedFd,
+    ) -> Result<(), ImportFailed> {
+        let raw = raw_fd(&fd);
+        match self.import_semaphore_raw(semaphore, handle_type.semaphore_bit(), flags, raw) {
+            vk::Result::SUCCESS => {
+                // The driver owns it now.
+                let _ = fd.map(IntoRawFd::into_raw_fd);
+                Ok(())
+            }
+            result => Err(ImportFailed { result, fd }),
+        }
+    }
+
+    /// Imports `fd` into `semaphore` and panics if that fails.
+    pub fn import_semaphore(
+        &self,
+        semaphore: vk::Semaphore,
+        handle_type: FdHandleType,
+        permanence: Permanence,
+        fd: ExportedFd,
+    ) {
+        if let Err(e) = self.try_import_semaphore(semaphore, handle_type, permanence.semaphore_flags(), fd) {
+            panic!(
+                "vkImportSemaphoreFdKHR({}, {permanence:?}): {}; messages: {:?}",
+                handle_type.name(),
+                e.result,
+                self.log().snapshot()
+            );
+        }
+    }
+
+    /// A plain binary semaphore (tracked by the `TestDevice`) with `fd` imported into it.
+    pub fn create_and_import_semaphore(
+        &self,
+        handle_type: FdHandleType,
+        permanence: Permanence,
+        fd: ExportedFd,
+    ) -> vk::Semaphore {
+        let semaphore = self.binary_semaphore();
+        self.import_semaphore(semaphore, handle_type, permanence, fd);
+        semaphore
+    }
+
+    // --- the CTS's submits and waits -------------------------------------------------------
+
+    /// `submitEmptySignal` for a fence: an empty submit on queue 0 that signals it.
+    pub fn submit_signal_fence(&self, fence: vk::Fence) {
+        let result = self.submit(0, &[], fence);
+        assert_eq!(
+            result,
+            vk::Result::SUCCESS,
+            "vkQueueSubmit signaling a fence; messages: {:?}",
+            self.log().snapshot()
+        );
+    }
+
+    /// `submitEmptySignal` for a binary semaphore.
+    pub fn submit_signal_semaphore(&self, semaphore: vk::Semaphore) {
+        let result = self.submit(0, &[Batch::new().signal(semaphore, 0)], vk::Fence::null());
+        assert_eq!(
+            result,
+            vk::Result::SUCCESS,
+            "vkQueueSubmit signaling a semaphore; messages: {:?}",
+            self.log().snapshot()
+        );
+    }
+
+    /// `submitEmptyWait`: an empty submit that waits on a binary semaphore at ALL_COMMANDS.
+    pub fn submit_wait_semaphore(&self, semaphore: vk::Semaphore) {
+        let result = self.submit(0, &[Batch::new().wait(semaphore, 0)], vk::Fence::null());
+        assert_eq!(
+            result,
+            vk::Result::SUCCESS,
+            "vkQueueSubmit waiting on a semaphore; messages: {:?}",
+            self.log().snapshot()
+        );
+    }
+
+    /// `vkWaitForFences(fence)` that must succeed within [`LONG_NS`].
+    pub fn wait_fence(&self, fence: vk::Fence) {
+        let result = self.wait_fences(&[fence], true, LONG_NS);
+        assert_eq!(result, vk::Result::SUCCESS, "vkWaitForFences: the fence never signaled");
+    }
+
+    /// `vkQueueWaitIdle(queue 0)`, bounded: a fence submitted after everything else must signal
+    /// within [`LONG_NS`] first, so work that never completes fails the test instead of hanging.
+    pub fn idle(&self) {
+        let fence = self.fence(false);
+        self.submit_signal_fence(fence);
+        let finished = self.wait_fences(&[fence], true, LONG_NS);
+        self.destroy_fence(fence);
+        assert_eq!(
+            finished,
+            vk::Result::SUCCESS,
+            "queue 0 never went idle (work blocked forever)"
+        );
+        assert_eq!(self.queue_wait_idle(0), vk::Result::SUCCESS, "vkQueueWaitIdle");
+    }
+
+    /// A private timeline semaphore at 0 that holds back work waiting on value 1 until
+    /// [`FdDevice::open_gate`].
+    pub fn gate(&self) -> vk::Semaphore {
+        self.timeline_semaphore(0)
+    }
+
+    /// Lets the work held back by `gate` run (host signal of value 1).
+    pub fn open_gate(&self, gate: vk::Semaphore) {
+        assert_eq!(self.signal(gate, 1), vk::Result::SUCCESS, "vkSignalSemaphore (gate)");
+    }
+
+    /// The CTS's `submitAtomicCalculationsAndGetFenceNative`, with a host-held gate instead of
+    /// the timed compute job: submit [wait gate = 1] → signal `fence`; export while that is
+    /// pending; open the gate; bounded `vkQueueWaitIdle`.
+    ///
+    /// The CTS accepts `-1` from a COPY export only when the object was already signaled; here
+    /// it never is (the gate holds the signal back), so the export must return a real fd.
+    pub fn signal_fence_and_export_while_pending(&self, fence: vk::Fence, handle_type: FdHandleType) -> ExportedFd {
+        let gate = self.gate();
+        let result = self.submit(0, &[Batch::new().wait(gate, 1)], fence);
+        assert_eq!(result, vk::Result::SUCCESS, "vkQueueSubmit (gated fence signal)");
+        let fd = self.export_fence(fence, handle_type);
+        self.open_gate(gate);
+        self.idle();
+        self.destroy_semaphore(gate);
+        assert!(fd.is_some(), "exporting a fence whose signal is pending returned -1");
+        fd
+    }
+
+    /// The semaphore counterpart: submit [wait gate = 1] → signal `semaphore`; export while
+    /// pending; open the gate; bounded `vkQueueWaitIdle`.
+    pub fn signal_semaphore_and_export_while_pending(
+        &self,
+        semaphore: vk::Semaphore,
+        handle_type: FdHandleType,
+    ) -> ExportedFd {
+        let gate = self.gate();
+        let batch = Batch::new().wait(gate, 1).signal(semaphore, 0);
+        let result = self.submit(0, &[batch], vk::Fence::null());
+        assert_eq!(result, vk::Result::SUCCESS, "vkQueueSubmit (gated semaphore signal)");
+        let fd = self.export_semaphore(semaphore, handle_type);
+        self.open_gate(gate);
+        self.idle();
+        self.destroy_semaphore(gate);
+        assert!(
+            fd.is_some(),
+            "exporting a semaphore whose signal is pending returned -1"
+        );
+        fd
+    }
+}
+
+impl Drop for FdDevice {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_eq!(self.device_wait_idle(), vk::Result::SUCCESS, "vkDeviceWaitIdle");
+        }
+        let exportables = std::mem::take(&mut *lock(&self.exportables));
+        // SAFETY: objects of this device, each destroyed once; the device is idle (or the test
+        // failed, and the driver must cope with destruction while work is blocked).
+        unsafe {
+            for fence in exportables.fences {
+                self.device.destroy_fence(fence, None);
+            }
+            for semaphore in exportables.semaphores {
+                self.device.destroy_semaphore(semaphore, None);
+            }
+        }
+    }
+}
+
+/// Takes ownership of what `vkGet*FdKHR` returned, checking the value is legal for the type.
+fn own_exported(raw: RawFd, handle_type: FdHandleType) -> ExportedFd {
+    match (raw, handle_type) {
+        (-1, FdHandleType::SyncFd) => None,
+        (raw, _) if raw >= 0 => {
+            // SAFETY: a successful export returns a new fd that the application owns.
+            Some(unsafe { OwnedFd::from_raw_fd(raw) })
+        }
+        (raw, _) => panic!("an {} export returned fd {raw}", handle_type.name()),
+    }
+}
+
+// --- fd plumbing ------------------------------------------------------------------------------
+
+/// Whether `raw` is an open fd in this process (`fcntl(F_GETFD)`).
+pub fn is_open(raw: RawFd) -> bool {
+    if raw < 0 {
+        return false;
+    }
+    // SAFETY: only used for `fcntl(F_GETFD)`, which is harmless on any number, open or not.
+    let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+    rustix::io::fcntl_getfd(fd).is_ok()
+}
+
+/// A duplicate of `fd` at the lowest free number `>= at_least` (close-on-exec), `fd` closed.
+/// Tests that check an fd got closed move it to a number other threads are unlikely to reuse.
+pub fn renumber(fd: OwnedFd, at_least: RawFd) -> OwnedFd {
+    rustix::io::fcntl_dupfd_cloexec(&fd, at_least).expect("fcntl(F_DUPFD_CLOEXEC)")
+}
+
+/// Sends `payload` with `fds` attached (SCM_RIGHTS) on a socket.
+pub fn send_fds(socket: BorrowedFd<'_>, fds: &[BorrowedFd<'_>], payload: &[u8]) -> std::io::Result<()> {
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+    if !control.push(rustix::net::SendAncillaryMessage::ScmRights(fds)) {
+        return Err(std::io::Error::other("the SCM_RIGHTS message does not fit its buffer"));
+    }
+    let sent = rustix::net::sendmsg(
+        socket,
+        &[IoSlice::new(payload)],
+        &mut control,
+        rustix::net::SendFlags::empty(),
+    )?;
+    if sent != payload.len() {
+        return Err(std::io::Error::other(format!("sent {sent} of {} bytes", payload.len())));
+    }
+    Ok(())
+}
+
+/// Receives one message of at most `max_payload` bytes and the fds attached to it
+/// (close-on-exec). Checks what the CTS checks: one SCM_RIGHTS message.
+pub fn recv_fds(
+    socket: BorrowedFd<'_>,
+    max_fds: usize,
+    max_payload: usize,
+) -> std::io::Result<(Vec<OwnedFd>, Vec<u8>)> {
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(max_fds))];
+    let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let mut payload = vec![0u8; max_payload];
+    let received = rustix::net::recvmsg(
+        socket,
+        &mut [IoSliceMut::new(&mut payload)],
+        &mut control,
+        rustix::net::RecvFlags::CMSG_CLOEXEC,
+    )?;
+    payload.truncate(received.bytes);
+    let mut fds = Vec::new();
+    let mut messages = 0;
+    for message in control.drain() {
+        messages += 1;
+        match message {
+            rustix::net::RecvAncillaryMessage::ScmRights(received) => fds.extend(received),
+            _ => return Err(std::io::Error::other("an ancillary message that is not SCM_RIGHTS")),
+        }
+    }
+    if messages != 1 {
+        return Err(std::io::Error::other(format!(
+            "{messages} ancillary messages, expected one SCM_RIGHTS"
+        )));
+    }
+    Ok((fds, payload))
+}
+
+/// A connected `AF_UNIX` `SOCK_STREAM` pair (close-on-exec).
+pub fn socket_pair() -> (OwnedFd, OwnedFd) {
+    rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .expect("socketpair")
+}
+
+/// The number of open fds of this process (entries of `/proc/self/fd`, the listing's own
+/// directory fd included, which is the same every time).
+pub fn open_fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("reading /proc/self/fd")
+        .count()
+}
+
+/// The number of mappings of this process (lines of `/proc/self/maps`).
+pub fn mapping_count() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("reading /proc/self/maps")
+        .lines()
+        .count()
+}
+
+/// The number of mappings of the file `fd` refers to (lines of `/proc/self/maps` with its
+/// device and inode).
+pub fn mappings_of(fd: BorrowedFd<'_>) -> usize {
+    let stat = rustix::fs::fstat(fd).expect("fstat");
+    let inode = stat.st_ino.to_string();
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("reading /proc/self/maps")
+        .lines()
+        .filter(|line| line.split_whitespace().nth(4) == Some(inode.as_str()))
+        .count()
+}
+
+/// Waits for a child process at most `limit`, killing it if it takes longer (then the status
+/// is `None`). Polls: a child has no fd to block on here.
+pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait().expect("waiting for a child process") {
+            Some(status) => return Some(status),
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Runs a child-role body, turning a panic into exit status 1 (and printing it).
+pub fn child_main(body: impl FnOnce() + std::panic::UnwindSafe) -> i32 {
+    match std::panic::catch_unwind(body) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// Whether an fd polls readable now (SYNC_FD: signaled).
+pub fn is_readable(fd: impl AsFd) -> bool {
+    let mut poll = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+    let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+    matches!(rustix::event::poll(&mut poll, Some(&zero)), Ok(n) if n > 0)
+}
