@@ -814,7 +814,10 @@ pub fn run_child(choice: Choice, args: &ChildArgs) -> Result<(), String> {
                 if played != args.count {
                     // The parent went away early: the last submit may wait forever, so do not
                     // wait for the queue.
-                    eprintln!("tether bench-child: the parent stopped after {played} of {} iterations", args.count);
+                    eprintln!(
+                        "tether bench-child: the parent stopped after {played} of {} iterations",
+                        args.count
+                    );
                     std::process::exit(1);
                 }
             }
@@ -871,7 +874,12 @@ fn export_semaphore_opaque_fd(cx: &Context<'_>) -> Result<Vec<u64>, String> {
     let td = cx.device()?;
     let ty = vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD;
     let s = td.create_exportable_semaphore(SemaphoreKind::Binary, ty, None)?;
-    let r = timed(cx.plan.total(), |_| Ok(()), |()| td.export_semaphore_fd(s, ty).map(drop), |()| {});
+    let r = timed(
+        cx.plan.total(),
+        |_| Ok(()),
+        |()| td.export_semaphore_fd(s, ty).map(drop),
+        |()| {},
+    );
     td.destroy_semaphore(s);
     r
 }
@@ -880,18 +888,19 @@ fn export_fence_opaque_fd(cx: &Context<'_>) -> Result<Vec<u64>, String> {
     let td = cx.device()?;
     let ty = vk::ExternalFenceHandleTypeFlags::OPAQUE_FD;
     let f = td.create_exportable_fence(ty, None)?;
-    let r = timed(cx.plan.total(), |_| Ok(()), |()| td.export_fence_fd(f, ty).map(drop), |()| {});
+    let r = timed(
+        cx.plan.total(),
+        |_| Ok(()),
+        |()| td.export_fence_fd(f, ty).map(drop),
+        |()| {},
+    );
     td.destroy_fence(f);
     r
 }
 
 /// Exports once from a new semaphore per iteration (the ICD refuses a second NT export of one
 /// object and handle type, and a KMT value or name is registered by the first export only).
-fn export_first(
-    cx: &Context<'_>,
-    ty: vk::ExternalSemaphoreHandleTypeFlags,
-    named: bool,
-) -> Result<Vec<u64>, String> {
+fn export_first(cx: &Context<'_>, ty: vk::ExternalSemaphoreHandleTypeFlags, named: bool) -> Result<Vec<u64>, String> {
     let td = cx.device()?;
     let pid = std::process::id();
     timed(
@@ -958,8 +967,9 @@ fn mmap_munmap_memfd(cx: &Context<'_>) -> Result<Vec<u64>, String> {
 }
 
 /// A payload handle of a semaphore that no longer exists in this process, so its page is not
-/// mapped here: the next import maps it anew.
-fn unmapped_payload(td: &TetherDevice, import: ImportAs) -> Result<OwnedFd, String> {
+/// mapped here (the next import maps it anew), and a second fd that keeps the page's file alive,
+/// as the exporting process would (so releasing the import does not free the file).
+fn unmapped_payload(td: &TetherDevice, import: ImportAs) -> Result<(OwnedFd, OwnedFd), String> {
     let s = exportable_for(td, SemaphoreKind::Binary, import)?;
     let fd = match import {
         ImportAs::Fd => td.export_semaphore_fd(s, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD),
@@ -968,7 +978,9 @@ fn unmapped_payload(td: &TetherDevice, import: ImportAs) -> Result<OwnedFd, Stri
             .map(tether_handles::NtHandle::into_owned_fd),
     };
     td.destroy_semaphore(s);
-    fd
+    let fd = fd?;
+    let keep = rustix::io::fcntl_dupfd_cloexec(&fd, 0).map_err(|e| format!("F_DUPFD_CLOEXEC: {e}"))?;
+    Ok((fd, keep))
 }
 
 /// Imports `fd` into `target` the way `import` says (an fd import consumes it).
@@ -991,18 +1003,18 @@ fn import_first(cx: &Context<'_>, import: ImportAs) -> Result<Vec<u64>, String> 
     timed(
         cx.plan.total(),
         |_| {
-            let fd = unmapped_payload(td, import)?;
+            let (fd, keep) = unmapped_payload(td, import)?;
             let target = td.create_import_target(SemaphoreKind::Binary)?;
-            Ok((Some(target), Some(fd)))
+            Ok((Some(target), Some(fd), keep))
         },
-        |(target, fd)| {
+        |(target, fd, _)| {
             let t = target.take().ok_or("no target")?;
             let imported = import_into(td, t, import, fd.take().ok_or("no fd")?);
             td.destroy_semaphore(t);
             imported
         },
-        |(target, fd)| {
-            drop(fd);
+        |(target, fd, keep)| {
+            drop((fd, keep));
             if let Some(t) = target {
                 td.destroy_semaphore(t);
             }
@@ -1234,7 +1246,15 @@ pub fn run(choice: Choice, args: &BenchArgs) -> Result<(), String> {
     say!(
         "{}",
         crate::table::format(
-            &["measurement", "n", "p50 ns", "p99 ns", "baseline", "p50 / baseline", "what"],
+            &[
+                "measurement",
+                "n",
+                "p50 ns",
+                "p99 ns",
+                "baseline",
+                "p50 / baseline",
+                "what"
+            ],
             &rows
         )
         .trim_end()
@@ -1290,9 +1310,14 @@ mod tests {
                 .iter()
                 .find(|b| b.name == m.baseline)
                 .unwrap_or_else(|| panic!("{}: no measurement {}", m.name, m.baseline));
-            assert_eq!(b.baseline, b.name, "{} is a baseline of {} but has its own", b.name, m.name);
+            assert_eq!(
+                b.baseline, b.name,
+                "{} is a baseline of {} but has its own",
+                b.name, m.name
+            );
             assert!(
-                MEASUREMENTS.iter().position(|x| x.name == b.name) <= MEASUREMENTS.iter().position(|x| x.name == m.name),
+                MEASUREMENTS.iter().position(|x| x.name == b.name)
+                    <= MEASUREMENTS.iter().position(|x| x.name == m.name),
                 "{} runs before its baseline",
                 m.name
             );

@@ -34,11 +34,11 @@ use ash::vk;
 use clap::Args;
 use tether_handles::NtHandle;
 
+use crate::broker;
 use crate::external::{SecurityAttributes, SemaphoreKind, Win32Export, wide};
 use crate::peer::{ParentLink, Peer, parse_numbers};
 use crate::stats::{Summary, human, nanos};
 use crate::vulkan::{self, Choice, TetherDevice};
-use crate::broker;
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -231,7 +231,8 @@ fn prepare(td: &TetherDevice, method: Method) -> Result<Prepared, String> {
             let t = td.export_semaphore_win32(timeline, st)?;
             let b = td.export_semaphore_win32(binary, st)?;
             let f = td.export_fence_win32(fence, ft)?;
-            let passed = format!("timeline {t:#x}, binary {b:#x}, fence {f:#x} (global values: nothing to inherit or close)");
+            let passed =
+                format!("timeline {t:#x}, binary {b:#x}, fence {f:#x} (global values: nothing to inherit or close)");
             Ok((format!("{t:#x},{b:#x},{f:#x}"), passed, Vec::new()))
         }
     })();
@@ -251,7 +252,11 @@ fn prepare(td: &TetherDevice, method: Method) -> Result<Prepared, String> {
 }
 
 /// Waits in slices, checking between them that the child is still alive.
-fn wait_alive(peer: &mut Peer, what: &str, mut attempt: impl FnMut(Duration) -> Result<bool, String>) -> Result<(), String> {
+fn wait_alive(
+    peer: &mut Peer,
+    what: &str,
+    mut attempt: impl FnMut(Duration) -> Result<bool, String>,
+) -> Result<(), String> {
     let deadline = Instant::now() + WAIT_LIMIT;
     loop {
         if attempt(WAIT_SLICE)? {
@@ -339,9 +344,7 @@ pub fn run(choice: Choice, args: &DemoArgs) -> Result<(), String> {
     let td = TetherDevice::open(choice)?;
     say!("tether demo: Vulkan from {}", td.vulkan.describe());
     if !td.ext.has_win32() {
-        return Err(
-            "the tether device offers no Win32 handle types here (is TETHER_ICD_HANDLES=fd set?)".to_string(),
-        );
+        return Err("the tether device offers no Win32 handle types here (is TETHER_ICD_HANDLES=fd set?)".to_string());
     }
     say!(
         "two processes share a fence, a binary semaphore and a timeline semaphore of the device \"{}\" through \
@@ -424,7 +427,10 @@ pub fn run(choice: Choice, args: &DemoArgs) -> Result<(), String> {
                     "   parent signals v+1 -> child's queue signals v+2: {}",
                     latency_line(&mut lat.answer)
                 );
-                say!("   whole round (5 hand-offs):                     {}", latency_line(&mut lat.round));
+                say!(
+                    "   whole round (5 hand-offs):                     {}",
+                    latency_line(&mut lat.round)
+                );
             }
             Err(e) => {
                 // Work may be pending on values that will never come: leave without tearing
@@ -531,7 +537,9 @@ fn child_wait(td: &TetherDevice, n: u64, value: u64, o: &Objects) -> Result<(), 
     if td.wait_value(o.timeline, value, WAIT_LIMIT)? {
         Ok(())
     } else {
-        Err(format!("round {n}: timeline value {value} not reached within {WAIT_LIMIT:?}"))
+        Err(format!(
+            "round {n}: timeline value {value} not reached within {WAIT_LIMIT:?}"
+        ))
     }
 }
 

@@ -154,11 +154,10 @@ impl TetherDevice {
             SemaphoreKind::Timeline => vk::SemaphoreType::TIMELINE,
         });
         let mut export = vk::ExportSemaphoreCreateInfo::default().handle_types(types);
-        let mut win32_info = win32.map(|w| {
-            let mut info = vk::ExportSemaphoreWin32HandleInfoKHR::default();
-            info.p_attributes = w.attributes_ptr();
-            info.name = w.name_ptr();
-            info
+        let mut win32_info = win32.map(|w| vk::ExportSemaphoreWin32HandleInfoKHR {
+            p_attributes: w.attributes_ptr(),
+            name: w.name_ptr(),
+            ..Default::default()
         });
         let mut info = vk::SemaphoreCreateInfo::default().push_next(&mut ty);
         if !types.is_empty() {
@@ -179,11 +178,10 @@ impl TetherDevice {
         win32: Option<Win32Export<'_>>,
     ) -> Result<vk::Fence, String> {
         let mut export = vk::ExportFenceCreateInfo::default().handle_types(types);
-        let mut win32_info = win32.map(|w| {
-            let mut info = vk::ExportFenceWin32HandleInfoKHR::default();
-            info.p_attributes = w.attributes_ptr();
-            info.name = w.name_ptr();
-            info
+        let mut win32_info = win32.map(|w| vk::ExportFenceWin32HandleInfoKHR {
+            p_attributes: w.attributes_ptr(),
+            name: w.name_ptr(),
+            ..Default::default()
         });
         let mut info = vk::FenceCreateInfo::default();
         if !types.is_empty() {
@@ -219,7 +217,11 @@ impl TetherDevice {
     }
 
     /// `vkGetFenceFdKHR`: a new fd the caller owns.
-    pub fn export_fence_fd(&self, fence: vk::Fence, handle_type: vk::ExternalFenceHandleTypeFlags) -> Result<OwnedFd, String> {
+    pub fn export_fence_fd(
+        &self,
+        fence: vk::Fence,
+        handle_type: vk::ExternalFenceHandleTypeFlags,
+    ) -> Result<OwnedFd, String> {
         let info = vk::FenceGetFdInfoKHR::default().fence(fence).handle_type(handle_type);
         // SAFETY: a live fence of this device, created exportable as `handle_type`.
         let fd = unsafe { self.ext.fence_fd()?.get_fence_fd(&info) }.map_err(|e| format!("vkGetFenceFdKHR: {e}"))?;
@@ -276,7 +278,11 @@ impl TetherDevice {
     }
 
     /// `vkGetFenceWin32HandleKHR` for an NT handle type: a new handle the caller owns.
-    pub fn export_fence_nt(&self, fence: vk::Fence, handle_type: vk::ExternalFenceHandleTypeFlags) -> Result<NtHandle, String> {
+    pub fn export_fence_nt(
+        &self,
+        fence: vk::Fence,
+        handle_type: vk::ExternalFenceHandleTypeFlags,
+    ) -> Result<NtHandle, String> {
         let handle = self.export_fence_win32(fence, handle_type)?;
         owned_nt_handle(handle, "vkGetFenceWin32HandleKHR")
     }

@@ -417,7 +417,10 @@ impl TetherDevice {
     /// `vkWaitForFences` for one fence: `Ok(false)` on timeout.
     pub fn wait_fence(&self, fence: vk::Fence, timeout: Duration) -> Result<bool, String> {
         // SAFETY: a live fence of this device.
-        match unsafe { self.device.wait_for_fences(&[fence], true, crate::stats::nanos(timeout)) } {
+        match unsafe {
+            self.device
+                .wait_for_fences(&[fence], true, crate::stats::nanos(timeout))
+        } {
             Ok(()) => Ok(true),
             Err(vk::Result::TIMEOUT) => Ok(false),
             Err(e) => Err(format!("vkWaitForFences: {e}")),

@@ -123,6 +123,10 @@ fn layer_passes_through_a_driver_with_win32() {
 #[test]
 fn child() {
     if let Ok(role) = std::env::var(ROLE) {
+        if role == "nvprobe" {
+            nvprobe();
+            return;
+        }
         Smoke::new(role == "emulated").run();
         println!("SMOKE OK");
     }
@@ -785,5 +789,60 @@ impl Smoke {
             close(r.expect("the ICD makes read-only handles"));
         }
         self.destroy_fences(&[a]);
+    }
+}
+
+
+// TEMPORARY experiment (driver fd kinds, poisoning).
+fn describe(fd: i32) -> String {
+    // SAFETY: an open fd.
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    let st = rustix::fs::fstat(b).unwrap();
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).map(|p| p.display().to_string()).unwrap_or_default();
+    format!("fd {fd}: mode {:o} dev {:#x} rdev {:#x} ino {} link {link}", st.st_mode, st.st_dev, st.st_rdev, st.st_ino)
+}
+
+fn nvprobe() {
+    for step in 0..5 {
+        let s = Smoke::new(true);
+        let get_fence_fd: vk::PFN_vkGetFenceFdKHR = unsafe { std::mem::transmute(s.instance.get_device_proc_addr(s.device.handle(), c"vkGetFenceFdKHR".as_ptr()).unwrap()) };
+        let get_sem_fd: vk::PFN_vkGetSemaphoreFdKHR = unsafe { std::mem::transmute(s.instance.get_device_proc_addr(s.device.handle(), c"vkGetSemaphoreFdKHR".as_ptr()).unwrap()) };
+        let imp_fence_fd: vk::PFN_vkImportFenceFdKHR = unsafe { std::mem::transmute(s.instance.get_device_proc_addr(s.device.handle(), c"vkImportFenceFdKHR".as_ptr()).unwrap()) };
+        let imp_sem_fd: vk::PFN_vkImportSemaphoreFdKHR = unsafe { std::mem::transmute(s.instance.get_device_proc_addr(s.device.handle(), c"vkImportSemaphoreFdKHR".as_ptr()).unwrap()) };
+        let f = s.fence(vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32, None);
+        let b = s.semaphore(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32, false, None);
+        let t = s.semaphore(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32, true, None);
+        let mut ffd = -1; let mut bfd = -1; let mut tfd = -1;
+        unsafe {
+            get_fence_fd(s.device.handle(), &vk::FenceGetFdInfoKHR::default().fence(f).handle_type(vk::ExternalFenceHandleTypeFlags::OPAQUE_FD), &mut ffd);
+            get_sem_fd(s.device.handle(), &vk::SemaphoreGetFdInfoKHR::default().semaphore(b).handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD), &mut bfd);
+            get_sem_fd(s.device.handle(), &vk::SemaphoreGetFdInfoKHR::default().semaphore(t).handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD), &mut tfd);
+        }
+        if step == 0 {
+            eprintln!("fence    {}", describe(ffd));
+            eprintln!("binary   {}", describe(bfd));
+            eprintln!("timeline {}", describe(tfd));
+            let mut ffd2 = -1;
+            unsafe { get_fence_fd(s.device.handle(), &vk::FenceGetFdInfoKHR::default().fence(f).handle_type(vk::ExternalFenceHandleTypeFlags::OPAQUE_FD), &mut ffd2) };
+            eprintln!("fence again {}", describe(ffd2));
+        }
+        let target_f = s.fence(vk::ExternalFenceHandleTypeFlags::empty(), None);
+        let target_b = s.semaphore(vk::ExternalSemaphoreHandleTypeFlags::empty(), false, None);
+        let target_t = s.semaphore(vk::ExternalSemaphoreHandleTypeFlags::empty(), true, None);
+        let dup = |fd: i32| rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(fd) }, 3).unwrap();
+        use std::os::fd::IntoRawFd;
+        let (what, r) = unsafe { match step {
+            0 => ("fence fd -> binary semaphore", imp_sem_fd(s.device.handle(), &vk::ImportSemaphoreFdInfoKHR::default().semaphore(target_b).handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD).fd(dup(ffd).into_raw_fd()))),
+            1 => ("binary fd -> fence", imp_fence_fd(s.device.handle(), &vk::ImportFenceFdInfoKHR::default().fence(target_f).handle_type(vk::ExternalFenceHandleTypeFlags::OPAQUE_FD).fd(dup(bfd).into_raw_fd()))),
+            2 => ("timeline fd -> binary semaphore", imp_sem_fd(s.device.handle(), &vk::ImportSemaphoreFdInfoKHR::default().semaphore(target_b).handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD).fd(dup(tfd).into_raw_fd()))),
+            3 => ("binary fd -> timeline semaphore", imp_sem_fd(s.device.handle(), &vk::ImportSemaphoreFdInfoKHR::default().semaphore(target_t).handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD).fd(dup(bfd).into_raw_fd()))),
+            _ => {
+                let m = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+                ("memfd -> fence", imp_fence_fd(s.device.handle(), &vk::ImportFenceFdInfoKHR::default().fence(target_f).handle_type(vk::ExternalFenceHandleTypeFlags::OPAQUE_FD).fd(m.into_raw_fd())))
+            }
+        }};
+        eprintln!("step {step}: {what}: {r:?}");
+        s.probe(what);
+        let _ = (target_t,);
     }
 }
