@@ -53,6 +53,8 @@ const PERMANENT: vk::SemaphoreImportFlags = vk::SemaphoreImportFlags::empty();
 
 /// The id of the driver's message for `VK_ERROR_INVALID_EXTERNAL_HANDLE`.
 const INVALID_HANDLE_MESSAGE: &str = "tether-invalid-external-handle";
+/// The id of the driver's message for an NT export whose name another object holds.
+const NAME_IN_USE_MESSAGE: &str = "tether-name-in-use";
 
 /// How long a parent waits for a child process before killing it (only a hang takes this long).
 const CHILD_LIMIT: Duration = Duration::from_secs(60);
@@ -398,8 +400,8 @@ mod names {
     }
 
     /// Two objects, one name: creating the second is fine (names are registered at the first NT
-    /// export), its NT export fails with `VK_ERROR_INVALID_EXTERNAL_HANDLE` (the ICD's choice:
-    /// "the export name is already in use by another object") and records nothing, so it can be
+    /// export), its NT export fails with `VK_ERROR_TOO_MANY_OBJECTS` (of the codes the spec allows
+    /// for an export, the closest; the message says the name is taken) and records nothing, so it can be
     /// retried; the name keeps naming the first object until that is destroyed, then the second
     /// one's export takes it. Fences and semaphores share the one namespace.
     fn collision(route: Route) {
@@ -418,8 +420,8 @@ mod names {
                 &d2,
                 &format!("NT export #{attempt} of a second fence named {name:?}"),
                 result,
-                vk::Result::ERROR_INVALID_EXTERNAL_HANDLE,
-                INVALID_HANDLE_MESSAGE,
+                vk::Result::ERROR_TOO_MANY_OBJECTS,
+                NAME_IN_USE_MESSAGE,
             );
         }
         let semaphore = d2.exportable_semaphore_with(NT_SEMAPHORE, &ExportAttributes::named(&name));
@@ -431,8 +433,8 @@ mod names {
             &d2,
             &format!("NT export of a semaphore named {name:?} while a fence has the name"),
             result,
-            vk::Result::ERROR_INVALID_EXTERNAL_HANDLE,
-            INVALID_HANDLE_MESSAGE,
+            vk::Result::ERROR_TOO_MANY_OBJECTS,
+            NAME_IN_USE_MESSAGE,
         );
         // The name still names the first fence.
         let importer = d2.fence(false);

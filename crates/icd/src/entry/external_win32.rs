@@ -26,6 +26,9 @@ use crate::objects::physical_device::IDENTITY;
 use crate::sync::semaphore::SemaphoreType;
 use crate::sync::{PayloadSlot, Permanence};
 
+/// The message id of an NT export whose name another object holds.
+pub const NAME_IN_USE: &str = "tether-name-in-use";
+
 /// `SECURITY_ATTRIBUTES` as C lays it out on LP64 Linux.
 #[repr(C)]
 struct SecurityAttributes {
@@ -112,8 +115,12 @@ fn export(
                         nt_vuid,
                         "an NT handle of this type was already exported from this object; duplicate that handle instead",
                     ),
+                    // The spec allows only TOO_MANY_OBJECTS and OUT_OF_HOST_MEMORY here; a name
+                    // taken by another object is the closest: no more objects of that name.
                     ExportError::Broker(HandleError::AlreadyExists) => {
-                        invalid_handle(dev, "the export name is already in use by another object")
+                        dev.debug
+                            .failure(NAME_IN_USE, "the export name is already in use by another object");
+                        vk::Result::ERROR_TOO_MANY_OBJECTS
                     }
                     ExportError::Broker(e) => export_failed(dev, &e),
                 });
