@@ -28,7 +28,7 @@ use clap::{Args, ValueEnum};
 use rustix::thread::futex;
 
 use crate::external::{SecurityAttributes, SemaphoreKind, Win32Export, wide};
-use crate::peer::{ParentLink, Peer, inheritable, parse_list};
+use crate::peer::{ParentLink, Peer, inheritable, parse_list, pin_to};
 use crate::stats::{Summary, nanos};
 use crate::vulkan::{self, Choice, TetherDevice};
 
@@ -87,16 +87,6 @@ pub struct ChildArgs {
     handles: String,
     #[arg(long, value_enum, default_value = "nt")]
     import: ImportAs,
-}
-
-/// Pins the calling thread, and so every thread and process it creates later, to one CPU.
-fn pin_to(cpu: usize) -> Result<(), String> {
-    if cpu >= rustix::thread::CpuSet::MAX_CPU {
-        return Err(format!("--pin {cpu}: no such CPU"));
-    }
-    let mut set = rustix::thread::CpuSet::new();
-    set.set(cpu);
-    rustix::thread::sched_setaffinity(None, &set).map_err(|e| format!("--pin {cpu}: {e}"))
 }
 
 /// How many iterations to run.
@@ -206,8 +196,8 @@ pub const MEASUREMENTS: &[Measurement] = &[
     },
     Measurement {
         name: "binary_xproc_submit",
-        what: "vkSignalSemaphore releases a submit signaling binary B1 -> the other process's queue waits B1, signals \
-               B2 -> a submit waiting B2 signals a fence -> vkWaitForFences returns",
+        what: "vkSignalSemaphore frees a submit signaling binary B1 -> the other process's queue waits B1, signals \
+               B2 -> our queue waits B2, signals a fence (round trip)",
         baseline: FUTEX_XPROC,
         needs: Needs::Device,
         iters: 10_000,

@@ -36,7 +36,7 @@ use tether_handles::NtHandle;
 
 use crate::broker;
 use crate::external::{SecurityAttributes, SemaphoreKind, Win32Export, wide};
-use crate::peer::{ParentLink, Peer, parse_numbers};
+use crate::peer::{ParentLink, Peer, parse_numbers, pin_to};
 use crate::stats::{Summary, human, nanos};
 use crate::vulkan::{self, Choice, TetherDevice};
 
@@ -48,6 +48,10 @@ pub struct DemoArgs {
     /// Exit non-zero when names and KMT values are skipped because tether-broker cannot start.
     #[arg(long)]
     require_broker: bool,
+    /// Run both processes, their queue workers included, on this one CPU: on a virtual machine
+    /// a wake-up of an idle CPU can cost tens of µs, which then dominates the latencies.
+    #[arg(long, value_name = "CPU")]
+    pin: Option<usize>,
 }
 
 /// The child's arguments (`tether demo-child`, started by the demo).
@@ -341,8 +345,17 @@ fn parent_rounds(
 }
 
 pub fn run(choice: Choice, args: &DemoArgs) -> Result<(), String> {
+    if let Some(cpu) = args.pin {
+        // Before the device and the child exist, so its queue workers and the child inherit it.
+        pin_to(cpu)?;
+    }
     let td = TetherDevice::open(choice)?;
-    say!("tether demo: Vulkan from {}", td.vulkan.describe());
+    say!(
+        "tether demo: Vulkan from {}; {}",
+        td.vulkan.describe(),
+        args.pin
+            .map_or("unpinned".to_string(), |c| format!("both processes on CPU {c}"))
+    );
     if !td.ext.has_win32() {
         return Err("the tether device offers no Win32 handle types here (is TETHER_ICD_HANDLES=fd set?)".to_string());
     }

@@ -182,6 +182,17 @@ impl ParentLink {
     }
 }
 
+/// Pins the calling thread, and so every thread and child process it creates later, to one CPU
+/// (`--pin`).
+pub fn pin_to(cpu: usize) -> Result<(), String> {
+    if cpu >= rustix::thread::CpuSet::MAX_CPU {
+        return Err(format!("--pin {cpu}: no such CPU"));
+    }
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).map_err(|e| format!("--pin {cpu}: {e}"))
+}
+
 /// Makes an fd survive `exec` into a child (clears close-on-exec).
 pub fn inheritable(fd: impl AsFd) -> Result<(), String> {
     rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).map_err(|e| format!("fcntl(F_SETFD): {e}"))
