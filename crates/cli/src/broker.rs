@@ -4,8 +4,8 @@
 //! The libraries start the broker on demand, looking for the `tether-broker` binary through
 //! `TETHER_BROKER`, next to themselves or the executable, then on `PATH`. `cargo build --release`
 //! puts it next to `target/release/tether`, but `cargo run --bin tether` builds only the `tether`
-//! binary. So this binary carries the broker too (the same source,
-//! `crates/handles/src/bin/tether-broker.rs`): when no `tether-broker` binary can be found, the
+//! binary. So this binary carries the broker too (the same code,
+//! `tether_handles::broker`): when no `tether-broker` binary can be found, the
 //! demo and the bench start `tether` itself as the broker ([`RUN_AS_BROKER`] set in its
 //! environment), which then serves exactly as `tether-broker` would.
 
@@ -103,12 +103,8 @@ fn start_built_in(exe: &Path, dir: &Path) -> Result<(), String> {
     }
 }
 
-/// The broker built into this binary (`crates/handles/src/bin/tether-broker.rs`, compiled here
-/// as a module), run when [`RUN_AS_BROKER`] is set.
-#[path = "../../handles/src/bin/tether-broker.rs"]
-mod built_in;
-
-/// Runs the built-in broker with this process's arguments (the broker's own).
+/// Runs the broker ([`tether_handles::broker`]) with this process's arguments (the broker's
+/// own), when [`RUN_AS_BROKER`] is set.
 pub fn run_built_in() -> std::process::ExitCode {
-    built_in::main()
+    tether_handles::broker::run()
 }

@@ -7,6 +7,7 @@
 //! * [`export`]: what an exportable object remembers of its Win32 exports (attributes, the
 //!   NT-export-once rule, its name and KMT registrations).
 //! * [`protocol`]: the broker's wire protocol.
+//! * [`broker`]: the broker server (the `tether-broker` binary's body).
 //! * [`client`]: talking to (and starting) the per-user `tether-broker` ([`Broker`],
 //!   [`SharedBroker`]).
 //!
@@ -15,6 +16,7 @@
 use std::fmt;
 use std::io;
 
+pub mod broker;
 pub mod client;
 pub mod export;
 pub mod kmt;
