@@ -3,7 +3,7 @@
 
 use ash::vk;
 use tether_conformance::harness::{ALL_ROUTES, Route, Test};
-use tether_conformance::{Batch, HostBuffer, LONG_NS, TestDevice, tests};
+use tether_conformance::{Batch, HostBuffer, LONG_NS, Options, TestDevice, tests};
 
 pub fn tests() -> Vec<Test> {
     tests!(ALL_ROUTES => [
@@ -14,6 +14,12 @@ pub fn tests() -> Vec<Test> {
         held_batch_writes_nothing_early,
         copy_regions_and_offsets,
     ])
+}
+
+/// A device whose workloads the validation layer also checks for hazards (every test here is
+/// single-threaded on the host).
+fn device(route: Route) -> TestDevice {
+    TestDevice::with_options(route, Options::default().with_sync_validation())
 }
 
 /// A transfer-to-transfer barrier between commands of one command buffer.
@@ -54,7 +60,7 @@ fn copy(dev: &TestDevice, cb: vk::CommandBuffer, src: &HostBuffer, dst: &HostBuf
 }
 
 fn fill_update_copy_visible_after_fence(route: Route) {
-    let dev = TestDevice::new(route);
+    let dev = device(route);
     let a = dev.host_buffer(256);
     let b = dev.host_buffer(256);
     let payload: Vec<u8> = (0..64u8).collect();
@@ -89,7 +95,7 @@ fn fill_update_copy_visible_after_fence(route: Route) {
 
 /// q0 fills A and signals S; q1 waits for S and copies A to B: B shows the fill.
 fn visible_to_a_batch_that_waits_on_a_semaphore(route: Route) {
-    let dev = TestDevice::new(route);
+    let dev = device(route);
     let a = dev.host_buffer(4096);
     let b = dev.host_buffer(4096);
     let gate = dev.timeline_semaphore(0);
@@ -135,7 +141,7 @@ fn visible_to_a_batch_that_waits_on_a_semaphore(route: Route) {
 
 /// After a host wait on the timeline value a batch signals, the host sees its writes.
 fn visible_after_a_host_timeline_wait(route: Route) {
-    let dev = TestDevice::new(route);
+    let dev = device(route);
     let buf = dev.host_buffer(64 * 1024);
     let t = dev.timeline_semaphore(0);
     for v in 1..=5u64 {
@@ -155,7 +161,7 @@ fn visible_after_a_host_timeline_wait(route: Route) {
 
 /// What the host wrote before a submit is what the batch reads.
 fn host_writes_visible_to_a_later_batch(route: Route) {
-    let dev = TestDevice::new(route);
+    let dev = device(route);
     let a = dev.host_buffer(128);
     let b = dev.host_buffer(128);
     let bytes: Vec<u8> = (0..128u8).map(|i| i.wrapping_mul(7)).collect();
@@ -181,7 +187,7 @@ fn host_writes_visible_to_a_later_batch(route: Route) {
 
 /// A batch held by a semaphore wait has not written anything yet.
 fn held_batch_writes_nothing_early(route: Route) {
-    let dev = TestDevice::new(route);
+    let dev = device(route);
     let buf = dev.host_buffer(256);
     let t = dev.timeline_semaphore(0);
     let cb = dev.fill(&buf, 0xffff_ffff);
@@ -199,7 +205,7 @@ fn held_batch_writes_nothing_early(route: Route) {
 
 /// Copies with offsets and several regions, fills of part of a buffer, small updates.
 fn copy_regions_and_offsets(route: Route) {
-    let dev = TestDevice::new(route);
+    let dev = device(route);
     let src = dev.host_buffer(64);
     let dst = dev.host_buffer(64);
     let bytes: Vec<u8> = (1..=64u8).collect();

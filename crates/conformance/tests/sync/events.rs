@@ -25,7 +25,12 @@ pub fn tests() -> Vec<Test> {
 /// A device on which event commands may be recorded: the validation layer's
 /// `-commandBuffer-cmdpool` errors (transfer-only family) are the only ones tolerated.
 fn event_device(route: Route) -> TestDevice {
-    TestDevice::with_options(route, Options::default().allow("-commandBuffer-cmdpool"))
+    TestDevice::with_options(
+        route,
+        Options::default()
+            .allow("-commandBuffer-cmdpool")
+            .with_sync_validation(),
+    )
 }
 
 fn host_set_reset_status(route: Route) {
