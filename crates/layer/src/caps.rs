@@ -23,7 +23,8 @@ const SEMAPHORE_WIN32: &CStr = ash::khr::external_semaphore_win32::NAME;
 
 /// The Win32 fence types the layer maps onto OPAQUE_FD.
 pub const FENCE_WIN32_TYPES: vk::ExternalFenceHandleTypeFlags = vk::ExternalFenceHandleTypeFlags::from_raw(
-    vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32.as_raw() | vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT.as_raw(),
+    vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32.as_raw()
+        | vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT.as_raw(),
 );
 
 /// The Win32 semaphore types the layer maps onto OPAQUE_FD (D3D12_FENCE: timelines only).
@@ -60,7 +61,10 @@ impl PhysicalCaps {
             out.push(extension(FENCE_WIN32, ash::khr::external_fence_win32::SPEC_VERSION));
         }
         if self.native_semaphore || self.semaphore {
-            out.push(extension(SEMAPHORE_WIN32, ash::khr::external_semaphore_win32::SPEC_VERSION));
+            out.push(extension(
+                SEMAPHORE_WIN32,
+                ash::khr::external_semaphore_win32::SPEC_VERSION,
+            ));
         }
         out.into_iter()
     }
@@ -176,9 +180,8 @@ fn compute(inst: &InstanceData, pd: vk::PhysicalDevice) -> PhysicalCaps {
     let has_timeline = has(ash::khr::timeline_semaphore::NAME);
     let opaque_fd_fence = driver_fence_features(inst, pd, vk::ExternalFenceHandleTypeFlags::OPAQUE_FD)
         .is_none_or(|f| f.contains(EXPORT_IMPORT_FENCE));
-    let opaque_fd_binary =
-        driver_semaphore_features(inst, pd, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD, false)
-            .is_none_or(|f| f.contains(EXPORT_IMPORT_SEMAPHORE));
+    let opaque_fd_binary = driver_semaphore_features(inst, pd, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD, false)
+        .is_none_or(|f| f.contains(EXPORT_IMPORT_SEMAPHORE));
     let opaque_fd_timeline = (has_timeline || api_1_2)
         && driver_semaphore_features(inst, pd, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD, true)
             .is_some_and(|f| f.contains(EXPORT_IMPORT_SEMAPHORE));
@@ -225,14 +228,13 @@ fn widen_fence(set: vk::ExternalFenceHandleTypeFlags) -> vk::ExternalFenceHandle
 }
 
 /// Adds the Win32 semaphore types to a set that holds OPAQUE_FD.
-fn widen_semaphore(
-    set: vk::ExternalSemaphoreHandleTypeFlags,
-    d3d12: bool,
-) -> vk::ExternalSemaphoreHandleTypeFlags {
+fn widen_semaphore(set: vk::ExternalSemaphoreHandleTypeFlags, d3d12: bool) -> vk::ExternalSemaphoreHandleTypeFlags {
     if !set.contains(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD) {
         return set;
     }
-    let mut set = set | vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32 | vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT;
+    let mut set = set
+        | vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32
+        | vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT;
     if d3d12 {
         set |= vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE;
     }
@@ -273,9 +275,13 @@ unsafe fn fence_properties(
             return;
         };
         let next = if khr {
-            inst.fns.external_fence_properties_khr.or(inst.fns.external_fence_properties)
+            inst.fns
+                .external_fence_properties_khr
+                .or(inst.fns.external_fence_properties)
         } else {
-            inst.fns.external_fence_properties.or(inst.fns.external_fence_properties_khr)
+            inst.fns
+                .external_fence_properties
+                .or(inst.fns.external_fence_properties_khr)
         };
         let Some(next) = next else { return };
         if info.is_null() || props.is_null() {

@@ -9,6 +9,7 @@ use ash::vk::Handle;
 
 use crate::caps::physical_caps;
 use crate::dispatch::{LayerDeviceCreateInfo, ShardedMap, dispatch_key, find_link, guard, slice, typed};
+use crate::fd_kind::DriverFdKinds;
 use crate::instance::{InstanceData, instance_of};
 
 /// How the layer treats one of the two Win32 extensions on a device.
@@ -48,6 +49,8 @@ pub struct DeviceData {
     pub semaphore: Mode,
     /// D3D12_FENCE semaphores (timeline OPAQUE_FD underneath) are available.
     pub d3d12: bool,
+    /// What the driver's OPAQUE_FD files look like.
+    pub fd_kinds: DriverFdKinds,
 }
 
 impl DeviceData {
@@ -102,7 +105,10 @@ fn swap_extensions(
             fence = Mode::Emulated;
         } else if name == semaphore_win32 && !caps.native_semaphore {
             if !caps.semaphore {
-                return Err((semaphore_win32, "the driver cannot export and import OPAQUE_FD semaphores"));
+                return Err((
+                    semaphore_win32,
+                    "the driver cannot export and import OPAQUE_FD semaphores",
+                ));
             }
             semaphore = Mode::Emulated;
         } else {
@@ -182,7 +188,10 @@ pub unsafe extern "system" fn create_device(
         let swap = match swap_extensions(requested, &caps) {
             Ok(s) => s,
             Err((name, why)) => {
-                crate::debug::log(&format!("vkCreateDevice: {} requested, but {why}", name.to_string_lossy()));
+                crate::debug::log(&format!(
+                    "vkCreateDevice: {} requested, but {why}",
+                    name.to_string_lossy()
+                ));
                 return vk::Result::ERROR_EXTENSION_NOT_PRESENT;
             }
         };
@@ -235,7 +244,9 @@ pub unsafe extern "system" fn create_device(
         let mut fence = swap.fence;
         let mut semaphore = swap.semaphore;
         if fence == Mode::Emulated && (fns.get_fence_fd.is_none() || fns.import_fence_fd.is_none()) {
-            crate::debug::log("the driver enabled VK_KHR_external_fence_fd but has no vkGetFenceFdKHR/vkImportFenceFdKHR");
+            crate::debug::log(
+                "the driver enabled VK_KHR_external_fence_fd but has no vkGetFenceFdKHR/vkImportFenceFdKHR",
+            );
             fence = Mode::Off;
         }
         if semaphore == Mode::Emulated && (fns.get_semaphore_fd.is_none() || fns.import_semaphore_fd.is_none()) {
@@ -258,6 +269,7 @@ pub unsafe extern "system" fn create_device(
                 fence,
                 semaphore,
                 d3d12,
+                fd_kinds: DriverFdKinds::default(),
             }),
         );
         vk::Result::SUCCESS

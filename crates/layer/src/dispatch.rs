@@ -296,10 +296,7 @@ impl ChainCopy {
             nodes.push(node);
             p = s.p_next;
         }
-        ChainCopy {
-            nodes,
-            tail: p.cast(),
-        }
+        ChainCopy { nodes, tail: p.cast() }
     }
 
     fn s_type(node: &[u64]) -> vk::StructureType {
@@ -387,5 +384,110 @@ pub unsafe fn write_array<T: Copy>(items: &[T], count: *mut u32, out: *mut T) ->
         vk::Result::INCOMPLETE
     } else {
         vk::Result::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s_types(mut p: *const c_void) -> Vec<vk::StructureType> {
+        let mut out = Vec::new();
+        while !p.is_null() {
+            // SAFETY: a chain built in these tests.
+            let s = unsafe { &*p.cast::<vk::BaseInStructure<'_>>() };
+            out.push(s.s_type);
+            p = s.p_next.cast();
+        }
+        out
+    }
+
+    #[test]
+    fn chain_copy_edits_without_touching_the_original() {
+        let mut export =
+            vk::ExportSemaphoreCreateInfo::default().handle_types(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32);
+        let mut win32 = vk::ExportSemaphoreWin32HandleInfoKHR::default();
+        let mut ty = vk::SemaphoreTypeCreateInfo::default().semaphore_type(vk::SemaphoreType::TIMELINE);
+        let ci = vk::SemaphoreCreateInfo::default()
+            .push_next(&mut export)
+            .push_next(&mut win32)
+            .push_next(&mut ty);
+        let original = s_types(ci.p_next);
+        // SAFETY: a valid chain.
+        let mut copy = unsafe { ChainCopy::new(ci.p_next) };
+        assert!(copy.remove(vk::StructureType::EXPORT_SEMAPHORE_WIN32_HANDLE_INFO_KHR));
+        assert!(!copy.remove(vk::StructureType::EXPORT_SEMAPHORE_WIN32_HANDLE_INFO_KHR));
+        copy.find_mut::<vk::ExportSemaphoreCreateInfo<'_>>()
+            .unwrap()
+            .handle_types = vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD;
+        copy.push_front(vk::ProtectedSubmitInfo::default());
+        let head = copy.link();
+        assert_eq!(
+            s_types(head),
+            [
+                vk::StructureType::PROTECTED_SUBMIT_INFO,
+                vk::StructureType::SEMAPHORE_TYPE_CREATE_INFO,
+                vk::StructureType::EXPORT_SEMAPHORE_CREATE_INFO,
+            ]
+        );
+        // SAFETY: the linked copy is a valid chain while `copy` lives.
+        let edited = unsafe { find_in_chain::<vk::ExportSemaphoreCreateInfo<'_>>(head) }.unwrap();
+        assert_eq!(edited.handle_types, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD);
+        // SAFETY: as above.
+        let timeline = unsafe { find_in_chain::<vk::SemaphoreTypeCreateInfo<'_>>(head) }.unwrap();
+        assert_eq!(timeline.semaphore_type, vk::SemaphoreType::TIMELINE);
+        assert_eq!(s_types(ci.p_next), original, "the application's chain is untouched");
+        assert_eq!(export.handle_types, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32);
+    }
+
+    #[test]
+    fn chain_copy_stops_at_an_unknown_structure() {
+        // An sType the layer has no size for: it and everything after it stay as they are.
+        let export = vk::ExportFenceCreateInfo::default();
+        let unknown = vk::PhysicalDeviceVulkan11Features {
+            p_next: (&raw const export).cast_mut().cast(),
+            ..Default::default()
+        };
+        let ci = vk::FenceCreateInfo {
+            p_next: (&raw const unknown).cast(),
+            ..Default::default()
+        };
+        // SAFETY: a valid chain.
+        let mut copy = unsafe { ChainCopy::new(ci.p_next) };
+        assert!(copy.find_mut::<vk::ExportFenceCreateInfo<'_>>().is_none());
+        assert!(copy.tail_has(vk::StructureType::EXPORT_FENCE_CREATE_INFO));
+        assert_eq!(copy.link(), ci.p_next);
+    }
+
+    #[test]
+    fn sharded_map() {
+        let map: ShardedMap<(usize, u64), u32> = ShardedMap::new();
+        for i in 0..100 {
+            map.insert((i % 3, i as u64), i as u32);
+        }
+        assert_eq!(map.get(&(1, 4)), Some(4));
+        assert_eq!(map.remove(&(1, 4)), Some(4));
+        assert_eq!(map.get(&(1, 4)), None);
+        let mut gone = map.drain_where(|k| k.0 == 0);
+        gone.sort();
+        assert_eq!(gone, (0..100).filter(|i| i % 3 == 0).collect::<Vec<u32>>());
+        assert_eq!(map.get(&(0, 3)), None);
+        assert_eq!(map.get(&(2, 5)), Some(5));
+    }
+
+    #[test]
+    fn two_call_idiom() {
+        let items = [1u32, 2, 3];
+        let mut n = 0;
+        // SAFETY: a count query.
+        let r = unsafe { write_array(&items, &mut n, std::ptr::null_mut()) };
+        assert_eq!(r, vk::Result::SUCCESS);
+        assert_eq!(n, 3);
+        let mut out = [0u32; 2];
+        n = 2;
+        // SAFETY: room for 2.
+        let r = unsafe { write_array(&items, &mut n, out.as_mut_ptr()) };
+        assert_eq!(r, vk::Result::INCOMPLETE);
+        assert_eq!((n, out), (2, [1, 2]));
     }
 }

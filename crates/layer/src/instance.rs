@@ -102,15 +102,17 @@ pub unsafe extern "system" fn create_instance(
             if info.is_null() {
                 return vk::Result::ERROR_INITIALIZATION_FAILED;
             }
-            ((*info).next_get_instance_proc_addr, (*info).next_get_physical_device_proc_addr)
+            (
+                (*info).next_get_instance_proc_addr,
+                (*info).next_get_physical_device_proc_addr,
+            )
         };
         let Some(next_gipa) = next_gipa else {
             return vk::Result::ERROR_INITIALIZATION_FAILED;
         };
         // SAFETY: the next GIPA with a NULL instance for a global command.
-        let next_create = unsafe {
-            typed::<vk::PFN_vkCreateInstance>(next_gipa(vk::Instance::null(), c"vkCreateInstance".as_ptr()))
-        };
+        let next_create =
+            unsafe { typed::<vk::PFN_vkCreateInstance>(next_gipa(vk::Instance::null(), c"vkCreateInstance".as_ptr())) };
         let Some(next_create) = next_create else {
             return vk::Result::ERROR_INITIALIZATION_FAILED;
         };

@@ -13,6 +13,7 @@
 //! | [`device`] | `vkCreateDevice` (the extension swap) / `vkDestroyDevice` |
 //! | [`sync`] | fence and semaphore create/destroy, and the four Win32 commands |
 //! | [`submit`] | `vkQueueSubmit` with `VkD3D12FenceSubmitInfoKHR` |
+//! | [`fd_kind`] | what the driver's OPAQUE_FD files look like, to refuse foreign fds before the driver sees them |
 //! | [`debug`] | messages to debug-utils messengers and (with `TETHER_LOG`) stderr |
 //!
 //! # How it works
@@ -38,10 +39,13 @@
 //!   driver fd registered with the broker (the broker keeps a duplicate; the layer closes its
 //!   copy). A name is registered on the first NT export.
 //! * **Import.** Handle, KMT value or name resolve to an fd of the layer's own (an NT handle is
-//!   duplicated: a Win32 import never takes ownership), then `vkImport*FdKHR(OPAQUE_FD)`; the
-//!   duplicate is closed if the driver refuses it. Every driver failure except
-//!   `VK_ERROR_OUT_OF_HOST_MEMORY` is reported as `VK_ERROR_INVALID_EXTERNAL_HANDLE`, the spec's
-//!   code (NVIDIA says `VK_ERROR_INITIALIZATION_FAILED` for a non-payload fd).
+//!   duplicated: a Win32 import never takes ownership); an fd that is not the kind of file the
+//!   driver exports is refused before the driver sees it ([`fd_kind`]); then
+//!   `vkImport*FdKHR(OPAQUE_FD)`, and the duplicate is closed if the driver refuses it. Every
+//!   driver failure except `VK_ERROR_OUT_OF_HOST_MEMORY` is reported as
+//!   `VK_ERROR_INVALID_EXTERNAL_HANDLE`, the spec's code (NVIDIA says
+//!   `VK_ERROR_INITIALIZATION_FAILED` for a non-payload fd); `VK_ERROR_VALIDATION_FAILED_EXT` from
+//!   a driver that checks valid usage is kept, under the Win32 command's VUID.
 //! * **D3D12_FENCE** exists for timeline semaphores only, where the driver has timeline
 //!   OPAQUE_FD. `VkD3D12FenceSubmitInfoKHR` values become timeline values; a non-increasing D3D12
 //!   signal is dropped (with a warning for a rewind) instead of reaching the driver, see
@@ -76,6 +80,7 @@ pub mod caps;
 pub mod debug;
 pub mod device;
 pub mod dispatch;
+pub mod fd_kind;
 pub mod instance;
 pub mod submit;
 pub mod sync;
@@ -132,7 +137,10 @@ pub unsafe extern "system" fn vkNegotiateLoaderLayerInterfaceVersion(
 ///
 /// # Safety
 /// Per `vkGetInstanceProcAddr`.
-unsafe extern "system" fn get_instance_proc_addr(instance: vk::Instance, name: *const c_char) -> vk::PFN_vkVoidFunction {
+unsafe extern "system" fn get_instance_proc_addr(
+    instance: vk::Instance,
+    name: *const c_char,
+) -> vk::PFN_vkVoidFunction {
     guard(None, || {
         // SAFETY: NULL or a NUL-terminated string per valid usage.
         let name = unsafe { name_of(name) }?;

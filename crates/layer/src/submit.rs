@@ -170,7 +170,10 @@ unsafe fn prepare(dev: &DeviceData, s: &vk::SubmitInfo<'_>) -> Result<Prepared, 
         ..Default::default()
     };
     if let Some(t) = chain.find_mut::<vk::TimelineSemaphoreSubmitInfo<'_>>() {
-        *t = vk::TimelineSemaphoreSubmitInfo { p_next: t.p_next, ..values };
+        *t = vk::TimelineSemaphoreSubmitInfo {
+            p_next: t.p_next,
+            ..values
+        };
     } else if chain.tail_has(vk::StructureType::TIMELINE_SEMAPHORE_SUBMIT_INFO) {
         return Err(dev.reporter().failure(
             "tether-layer-unknown-structure",

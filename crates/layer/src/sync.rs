@@ -7,7 +7,7 @@
 //! duplicate), made and dropped through the object's [`Win32Exports`], exactly as the ICD does.
 
 use std::ffi::{c_ulong, c_void};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -22,6 +22,7 @@ use tether_handles::{
 use crate::caps::{FENCE_WIN32_TYPES, SEMAPHORE_WIN32_TYPES};
 use crate::device::{DeviceData, Mode, device_of};
 use crate::dispatch::{ChainCopy, ShardedMap, VkResult, find_in_chain, guard, result};
+use crate::fd_kind::{self, FdKind, Object};
 
 /// What the layer remembers of a fence.
 pub struct FenceData {
@@ -186,7 +187,8 @@ pub unsafe extern "system" fn create_fence(
                     let Some(e) = chain.find_mut::<vk::ExportFenceCreateInfo<'_>>() else {
                         return Err(unknown_structure(&dev, "VkFenceCreateInfo"));
                     };
-                    e.handle_types = (e.handle_types & !FENCE_WIN32_TYPES) | vk::ExternalFenceHandleTypeFlags::OPAQUE_FD;
+                    e.handle_types =
+                        (e.handle_types & !FENCE_WIN32_TYPES) | vk::ExternalFenceHandleTypeFlags::OPAQUE_FD;
                 }
                 let modified = vk::FenceCreateInfo {
                     p_next: chain.link(),
@@ -278,7 +280,8 @@ pub unsafe extern "system" fn create_semaphore(
                     },
                 ));
             }
-            let nt_types = vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32 | vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE;
+            let nt_types =
+                vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32 | vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE;
             let attributes = match win32_info {
                 // Ignored unless the export types hold an NT type (VUID-...-handleTypes-01125).
                 Some(i) if win32.intersects(nt_types) => {
@@ -414,10 +417,12 @@ fn export(
                 nt_vuid,
                 "an NT handle of this type was already exported from this object; duplicate that handle instead",
             ),
+            // The spec allows only TOO_MANY_OBJECTS and OUT_OF_HOST_MEMORY here; a name taken by
+            // another object is the closest (as in the ICD, with the same message id).
             ExportError::Broker(HandleError::AlreadyExists) => dev.reporter().failure(
-                "tether-layer-name-in-use",
+                "tether-name-in-use",
                 "the export name is already in use by another object",
-                vk::Result::ERROR_INVALID_EXTERNAL_HANDLE,
+                vk::Result::ERROR_TOO_MANY_OBJECTS,
             ),
             ExportError::Broker(e) => export_failed(dev, &e),
         });
@@ -470,7 +475,8 @@ pub unsafe extern "system" fn get_fence_win32_handle(
                 ));
             };
             let ty = info.handle_type;
-            if ty != vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32 && ty != vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT
+            if ty != vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32
+                && ty != vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT
             {
                 return Err(dev.reporter().validation(
                     "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01452",
@@ -518,11 +524,16 @@ fn driver_fence_fd(dev: &DeviceData, fence: vk::Fence) -> VkResult<OwnedFd> {
         return Err(export_failed(dev, &HandleError::InvalidHandle));
     }
     // SAFETY: the driver returned a new fd the caller owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    dev.fd_kinds.learn(Object::Fence, fd.as_fd());
+    Ok(fd)
 }
 
 fn driver_semaphore_fd(dev: &DeviceData, semaphore: vk::Semaphore) -> VkResult<OwnedFd> {
-    let get = dev.fns.get_semaphore_fd.ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
+    let get = dev
+        .fns
+        .get_semaphore_fd
+        .ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
     let info = vk::SemaphoreGetFdInfoKHR::default()
         .semaphore(semaphore)
         .handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD);
@@ -536,7 +547,9 @@ fn driver_semaphore_fd(dev: &DeviceData, semaphore: vk::Semaphore) -> VkResult<O
         return Err(export_failed(dev, &HandleError::InvalidHandle));
     }
     // SAFETY: the driver returned a new fd the caller owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    dev.fd_kinds.learn(Object::Semaphore, fd.as_fd());
+    Ok(fd)
 }
 
 /// # Safety
@@ -610,7 +623,8 @@ pub unsafe extern "system" fn get_semaphore_win32_handle(
 
 /// The Win32 semaphore types the layer offers on a device for one semaphore type.
 fn offered_semaphore_types(dev: &DeviceData, timeline: bool) -> vk::ExternalSemaphoreHandleTypeFlags {
-    let mut t = vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32 | vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT;
+    let mut t =
+        vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32 | vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT;
     if timeline && dev.d3d12 {
         t |= vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE;
     }
@@ -697,17 +711,48 @@ unsafe fn resolve(
     Ok((None, dup.into_owned_fd()))
 }
 
+/// Refuses an fd that is not the kind of file the driver exports (see [`crate::fd_kind`]).
+fn check_kind(dev: &DeviceData, object: Object, fd: BorrowedFd<'_>) -> VkResult<()> {
+    let expected = dev.fd_kinds.get(object, || match object {
+        Object::Fence => fd_kind::probe_fence(dev),
+        Object::Semaphore => fd_kind::probe_semaphore(dev),
+    });
+    match expected {
+        Some(kind) if FdKind::of(fd) != Some(kind) => Err(invalid_handle(
+            dev,
+            &format!(
+                "the handle is not a {} payload of this driver ({})",
+                if object == Object::Fence { "fence" } else { "semaphore" },
+                fd_kind::describe(fd)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Maps a driver's failure to import a Win32 handle's fd: the spec's code is
 /// `VK_ERROR_INVALID_EXTERNAL_HANDLE` whatever the driver said (NVIDIA returns
-/// `VK_ERROR_INITIALIZATION_FAILED` for a non-payload fd), except for running out of memory.
-fn driver_import_failed(dev: &DeviceData, r: vk::Result) -> vk::Result {
-    if r == vk::Result::ERROR_OUT_OF_HOST_MEMORY {
-        return r;
+/// `VK_ERROR_INITIALIZATION_FAILED` for a non-payload fd), except for running out of memory and
+/// for `VK_ERROR_VALIDATION_FAILED_EXT`: a driver that checks valid usage has found a broken
+/// rule of the fd import, and the only one the layer's well-formed OPAQUE_FD import can break is
+/// the object being tied to unfinished queue work, which is reported under the Win32 command's
+/// id.
+fn driver_import_failed(dev: &DeviceData, object: Object, r: vk::Result) -> vk::Result {
+    match r {
+        vk::Result::ERROR_OUT_OF_HOST_MEMORY => r,
+        vk::Result::ERROR_VALIDATION_FAILED_EXT => dev.reporter().validation(
+            match object {
+                Object::Fence => "VUID-vkImportFenceWin32HandleKHR-fence-04448",
+                // No VUID in the spec (Khronos issue 3507); the ICD uses this id.
+                Object::Semaphore => "VUID-vkImportSemaphoreWin32HandleKHR-semaphore-in-use",
+            },
+            "the driver refused the OPAQUE_FD import as invalid usage: the object is tied to unfinished queue work",
+        ),
+        _ => invalid_handle(
+            dev,
+            &format!("the driver refused the handle's payload as an OPAQUE_FD import ({r:?})"),
+        ),
     }
-    invalid_handle(
-        dev,
-        &format!("the driver refused the handle's payload as an OPAQUE_FD import ({r:?})"),
-    )
 }
 
 /// # Safety
@@ -750,6 +795,7 @@ pub unsafe extern "system" fn import_fence_win32_handle(
             {
                 return Err(invalid_handle(&dev, "the handle names a semaphore, not a fence"));
             }
+            check_kind(&dev, Object::Fence, fd.as_fd())?;
             let import = dev.fns.import_fence_fd.ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
             let raw = fd.into_raw_fd();
             let fd_info = vk::ImportFenceFdInfoKHR::default()
@@ -762,7 +808,7 @@ pub unsafe extern "system" fn import_fence_win32_handle(
             if r != vk::Result::SUCCESS {
                 // SAFETY: the driver did not take the fd; it is still ours to close.
                 drop(unsafe { OwnedFd::from_raw_fd(raw) });
-                return Err(driver_import_failed(&dev, r));
+                return Err(driver_import_failed(&dev, Object::Fence, r));
             }
             if !info.flags.contains(vk::FenceImportFlags::TEMPORARY) {
                 fence.exports.forget();
@@ -798,15 +844,17 @@ pub unsafe extern "system" fn import_semaphore_win32_handle(
                 ));
             };
             let ty = info.handle_type;
-            let offered = offered_semaphore_types(&dev, sem.timeline);
-            if ty.is_empty() || !offered.contains(ty) || ty.as_raw().count_ones() != 1 {
-                return Err(dev.reporter().validation(
+            let not_offered = || {
+                dev.reporter().validation(
                     "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-01140",
                     &format!(
                         "{ty:?} is not a Win32 handle type offered for a {} semaphore",
                         if sem.timeline { "timeline" } else { "binary" }
                     ),
-                ));
+                )
+            };
+            if ty.is_empty() || !SEMAPHORE_WIN32_TYPES.contains(ty) || ty.as_raw().count_ones() != 1 {
+                return Err(not_offered());
             }
             let temporary = info.flags.contains(vk::SemaphoreImportFlags::TEMPORARY);
             if temporary && sem.timeline {
@@ -833,6 +881,11 @@ pub unsafe extern "system" fn import_semaphore_win32_handle(
                 }
                 d3d12 |= tag == TAG_D3D12;
             }
+            check_kind(&dev, Object::Semaphore, fd.as_fd())?;
+            // Checked once the handle is known to be good (D3D12_FENCE into a binary semaphore).
+            if !offered_semaphore_types(&dev, sem.timeline).contains(ty) {
+                return Err(not_offered());
+            }
             let import = dev
                 .fns
                 .import_semaphore_fd
@@ -848,7 +901,7 @@ pub unsafe extern "system" fn import_semaphore_win32_handle(
             if r != vk::Result::SUCCESS {
                 // SAFETY: the driver did not take the fd; it is still ours to close.
                 drop(unsafe { OwnedFd::from_raw_fd(raw) });
-                return Err(driver_import_failed(&dev, r));
+                return Err(driver_import_failed(&dev, Object::Semaphore, r));
             }
             if !temporary {
                 sem.exports.forget();

@@ -1,8 +1,9 @@
 //! Smoke test of `VK_LAYER_TETHER_win32_sync` through the system's Vulkan loader.
 //!
 //! It builds nothing itself: it expects `libtether_layer.so`, `libtether_icd.so` and
-//! `tether-broker` in `target/<profile>/` (`cargo build -p tether-layer -p tether-icd
-//! -p tether-handles`, or `--release`). It writes manifests with absolute library paths to a
+//! `tether-broker` in `target/<profile>/` or its `deps/` (`cargo test -p tether-layer` leaves a
+//! fresh layer there; the other two come from `cargo build -p tether-icd -p tether-handles`, or
+//! `--release`), taking the newest copy of each. It writes manifests with absolute library paths to a
 //! temporary directory and re-runs this test binary as a child (role in `TETHER_LAYER_SMOKE_ROLE`)
 //! with the layer enabled over the tether ICD:
 //!
@@ -38,6 +39,17 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The newest of `target/<profile>/<name>` and `target/<profile>/deps/<name>` (a test build
+/// leaves this crate's fresh cdylib in `deps/` without copying it up).
+fn built(name: &str) -> Option<PathBuf> {
+    let dir = profile_dir();
+    [dir.join(name), dir.join("deps").join(name)]
+        .into_iter()
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(time, _)| *time)
+        .map(|(_, p)| p)
+}
+
 fn skip(why: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("cannot run the layer smoke test under CI: {why}");
@@ -54,18 +66,17 @@ fn run_child(role: &str) {
     if !loader_present() {
         return skip("no Vulkan loader (libvulkan.so.1) is installed");
     }
-    let dir = profile_dir();
-    let layer = dir.join("libtether_layer.so");
-    let icd = dir.join("libtether_icd.so");
-    let broker = dir.join("tether-broker");
-    for p in [&layer, &icd, &broker] {
-        if !p.exists() {
-            return skip(&format!(
-                "{} is missing (build it first: cargo build -p tether-layer -p tether-icd -p tether-handles)",
-                p.display()
-            ));
-        }
-    }
+    let (Some(layer), Some(icd), Some(broker)) = (
+        built("libtether_layer.so"),
+        built("libtether_icd.so"),
+        built("tether-broker"),
+    ) else {
+        return skip(&format!(
+            "libtether_layer.so, libtether_icd.so or tether-broker is missing from {} \
+             (build them first: cargo build -p tether-layer -p tether-icd -p tether-handles)",
+            profile_dir().display()
+        ));
+    };
     let tmp = std::env::temp_dir().join(format!("tether-layer-smoke-{}-{role}", std::process::id()));
     let runtime = tmp.join("run");
     std::fs::create_dir_all(&runtime).unwrap();
@@ -123,10 +134,6 @@ fn layer_passes_through_a_driver_with_win32() {
 #[test]
 fn child() {
     if let Ok(role) = std::env::var(ROLE) {
-        if role == "nvprobe" {
-            nvprobe();
-            return;
-        }
         Smoke::new(role == "emulated").run();
         println!("SMOKE OK");
     }
@@ -148,8 +155,14 @@ unsafe extern "system" fn record(
     // SAFETY: as above; the strings are NUL-terminated or NULL.
     let (id, text) = unsafe {
         (
-            data.message_id_name_as_c_str().unwrap_or_default().to_string_lossy().into_owned(),
-            data.message_as_c_str().unwrap_or_default().to_string_lossy().into_owned(),
+            data.message_id_name_as_c_str()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            data.message_as_c_str()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
         )
     };
     if std::env::var_os("TETHER_LAYER_SMOKE_VERBOSE").is_some() {
@@ -195,6 +208,8 @@ fn close(handle: isize) {
 
 struct Smoke {
     emulated: bool,
+    /// The device is the tether ICD (not some other driver the test was pointed at).
+    tether: bool,
     _entry: ash::Entry,
     instance: ash::Instance,
     pd: vk::PhysicalDevice,
@@ -229,7 +244,10 @@ impl Smoke {
         let messenger = unsafe { debug.create_debug_utils_messenger(&mci, None) }.expect("messenger");
         // SAFETY: a live instance.
         let pds = unsafe { instance.enumerate_physical_devices() }.unwrap();
-        let pd = *pds.first().expect("the tether device");
+        let pd = *pds.first().expect("a physical device");
+        // SAFETY: a live physical device.
+        let props = unsafe { instance.get_physical_device_properties(pd) };
+        let tether = props.device_name_as_c_str() == Ok(c"tether CPU");
 
         // The layer's own extension list, and the full one.
         let mut n = 0;
@@ -274,7 +292,8 @@ impl Smoke {
             .enabled_extension_names(&dev_exts)
             .push_next(&mut timeline);
         // SAFETY: a valid create info.
-        let device = unsafe { instance.create_device(pd, &dci, None) }.expect("vkCreateDevice with the Win32 extensions");
+        let device =
+            unsafe { instance.create_device(pd, &dci, None) }.expect("vkCreateDevice with the Win32 extensions");
         // SAFETY: queue 0 of family 0 exists.
         let queue = unsafe { device.get_device_queue(0, 0) };
         for name in [
@@ -291,6 +310,7 @@ impl Smoke {
         let semaphore_win32 = ash::khr::external_semaphore_win32::Device::new(&instance, &device);
         Smoke {
             emulated,
+            tether,
             _entry: entry,
             instance,
             pd,
@@ -356,26 +376,44 @@ impl Smoke {
         ] {
             let p = fence(ty);
             assert!(p.external_fence_features.contains(both_f), "fence {ty:?}: {p:?}");
-            assert!(p.compatible_handle_types.contains(ty | vk::ExternalFenceHandleTypeFlags::OPAQUE_FD));
+            assert!(
+                p.compatible_handle_types
+                    .contains(ty | vk::ExternalFenceHandleTypeFlags::OPAQUE_FD)
+            );
         }
         let p = fence(vk::ExternalFenceHandleTypeFlags::OPAQUE_FD);
-        assert!(p.compatible_handle_types.contains(vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32));
+        assert!(
+            p.compatible_handle_types
+                .contains(vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32)
+        );
         for timeline in [false, true] {
             for ty in [
                 vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32,
                 vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT,
             ] {
                 let p = semaphore(ty, timeline);
-                assert!(p.external_semaphore_features.contains(both_s), "{ty:?} timeline={timeline}");
+                assert!(
+                    p.external_semaphore_features.contains(both_s),
+                    "{ty:?} timeline={timeline}"
+                );
                 assert!(p.compatible_handle_types.contains(ty));
             }
         }
         let p = semaphore(vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE, true);
-        assert!(p.external_semaphore_features.contains(both_s), "timeline D3D12_FENCE: {p:?}");
-        assert!(p.compatible_handle_types.contains(vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE));
+        assert!(
+            p.external_semaphore_features.contains(both_s),
+            "timeline D3D12_FENCE: {p:?}"
+        );
+        assert!(
+            p.compatible_handle_types
+                .contains(vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE)
+        );
         if self.emulated {
             let p = semaphore(vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE, false);
-            assert!(p.external_semaphore_features.is_empty(), "binary D3D12_FENCE is not offered by the layer");
+            assert!(
+                p.external_semaphore_features.is_empty(),
+                "binary D3D12_FENCE is not offered by the layer"
+            );
             assert!(
                 semaphore(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD, true)
                     .compatible_handle_types
@@ -384,7 +422,11 @@ impl Smoke {
         }
     }
 
-    fn fence(&self, types: vk::ExternalFenceHandleTypeFlags, win32: Option<&vk::ExportFenceWin32HandleInfoKHR<'_>>) -> vk::Fence {
+    fn fence(
+        &self,
+        types: vk::ExternalFenceHandleTypeFlags,
+        win32: Option<&vk::ExportFenceWin32HandleInfoKHR<'_>>,
+    ) -> vk::Fence {
         let mut export = vk::ExportFenceCreateInfo::default().handle_types(types);
         let mut win32 = win32.copied();
         let mut ci = vk::FenceCreateInfo::default();
@@ -450,7 +492,9 @@ impl Smoke {
     }
 
     fn get_semaphore(&self, sem: vk::Semaphore, ty: vk::ExternalSemaphoreHandleTypeFlags) -> Result<isize, vk::Result> {
-        let info = vk::SemaphoreGetWin32HandleInfoKHR::default().semaphore(sem).handle_type(ty);
+        let info = vk::SemaphoreGetWin32HandleInfoKHR::default()
+            .semaphore(sem)
+            .handle_type(ty);
         // SAFETY: a valid info.
         unsafe { self.semaphore_win32.get_semaphore_win32_handle(&info) }
     }
@@ -482,7 +526,9 @@ impl Smoke {
         // SAFETY: live objects; an empty submit.
         unsafe {
             self.device.queue_submit(self.queue, &[], fence).unwrap();
-            self.device.wait_for_fences(&[observer], true, LONG_NS).expect("the importer sees the signal");
+            self.device
+                .wait_for_fences(&[observer], true, LONG_NS)
+                .expect("the importer sees the signal");
         }
     }
 
@@ -513,10 +559,14 @@ impl Smoke {
             descriptor: std::ptr::null_mut(),
             inherit: 1,
         };
-        let mut win32 = vk::ExportFenceWin32HandleInfoKHR::default();
-        win32.p_attributes = (&raw const sa).cast();
+        let win32 = vk::ExportFenceWin32HandleInfoKHR {
+            p_attributes: (&raw const sa).cast(),
+            ..Default::default()
+        };
         let a = self.fence(vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32, Some(&win32));
-        let h = self.get_fence(a, vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32).expect("OPAQUE_WIN32 export");
+        let h = self
+            .get_fence(a, vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32)
+            .expect("OPAQUE_WIN32 export");
         assert!(h >= 3, "an NT handle is an fd ≥ 3: {h}");
         assert!(is_inheritable(h), "bInheritHandle makes the handle inheritable");
         assert_eq!(
@@ -538,7 +588,8 @@ impl Smoke {
         assert!(!unsafe { self.device.get_fence_status(a) }.unwrap(), "one payload");
         self.signal_and_wait(b, a);
         assert!(
-            self.get_fence(b, vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT).is_ok(),
+            self.get_fence(b, vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT)
+                .is_ok(),
             "an imported payload may be exported again"
         );
         // A fence without a Win32 export type cannot be exported as one.
@@ -552,7 +603,9 @@ impl Smoke {
 
     fn fence_kmt_and_name(&self) {
         let a = self.fence(vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT, None);
-        let k = self.get_fence(a, vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT).expect("KMT export");
+        let k = self
+            .get_fence(a, vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT)
+            .expect("KMT export");
         assert!(k >= 0x4000_0002, "a KMT value: {k:#x}");
         assert_eq!(
             self.get_fence(a, vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT),
@@ -572,10 +625,14 @@ impl Smoke {
         );
 
         let name = utf16(&format!("Local\\tether-layer-smoke-fence-{}", self.pid));
-        let mut win32 = vk::ExportFenceWin32HandleInfoKHR::default();
-        win32.name = name.as_ptr();
+        let win32 = vk::ExportFenceWin32HandleInfoKHR {
+            name: name.as_ptr(),
+            ..Default::default()
+        };
         let d = self.fence(vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32, Some(&win32));
-        let h = self.get_fence(d, vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32).expect("named export");
+        let h = self
+            .get_fence(d, vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32)
+            .expect("named export");
         assert!(!is_inheritable(h), "not inheritable without SECURITY_ATTRIBUTES");
         close(h);
         let e = self.fence(vk::ExternalFenceHandleTypeFlags::empty(), None);
@@ -617,7 +674,13 @@ impl Smoke {
             .expect("binary KMT export");
         let d = self.semaphore(vk::ExternalSemaphoreHandleTypeFlags::empty(), false, None);
         assert_eq!(
-            self.import_semaphore(d, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT, k, None, false),
+            self.import_semaphore(
+                d,
+                vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT,
+                k,
+                None,
+                false
+            ),
             Ok(())
         );
         let f = self.fence(vk::ExternalFenceHandleTypeFlags::empty(), None);
@@ -633,7 +696,9 @@ impl Smoke {
         // SAFETY: valid submits of live objects.
         unsafe {
             self.device.queue_submit(self.queue, &submits, f).unwrap();
-            self.device.wait_for_fences(&[f], true, LONG_NS).expect("the wait on the importer completes");
+            self.device
+                .wait_for_fences(&[f], true, LONG_NS)
+                .expect("the wait on the importer completes");
         }
         self.destroy_fences(&[f]);
         self.destroy_semaphores(&[a, b, c, d]);
@@ -678,11 +743,23 @@ impl Smoke {
         assert_eq!(self.counter(b), 10);
         take_messages();
         // A rewind: D3D12 allows it, a Vulkan timeline does not. No device loss either way.
-        assert_eq!(self.d3d12_submit(&[], &[(a, 7)]), vk::Result::SUCCESS, "a backwards D3D12 signal");
+        assert_eq!(
+            self.d3d12_submit(&[], &[(a, 7)]),
+            vk::Result::SUCCESS,
+            "a backwards D3D12 signal"
+        );
         // An equal value: a no-op in D3D12.
-        assert_eq!(self.d3d12_submit(&[], &[(b, 10)]), vk::Result::SUCCESS, "an equal D3D12 signal");
+        assert_eq!(
+            self.d3d12_submit(&[], &[(b, 10)]),
+            vk::Result::SUCCESS,
+            "an equal D3D12 signal"
+        );
         if self.emulated {
-            assert_eq!(self.counter(a), 10, "the layer skips a rewind; the fence keeps its value");
+            assert_eq!(
+                self.counter(a),
+                10,
+                "the layer skips a rewind; the fence keeps its value"
+            );
             let messages = take_messages();
             assert!(
                 messages.iter().any(|m| m.contains("tether-layer-d3d12-rewind")),
@@ -691,7 +768,10 @@ impl Smoke {
         }
         // Wait through the importer on the current value, signal it higher.
         let current = self.counter(b);
-        assert_eq!(self.d3d12_submit(&[(b, current)], &[(b, current + 5)]), vk::Result::SUCCESS);
+        assert_eq!(
+            self.d3d12_submit(&[(b, current)], &[(b, current + 5)]),
+            vk::Result::SUCCESS
+        );
         assert_eq!(self.counter(a), current + 5);
         // The counts must match the semaphore counts.
         let sems = [a];
@@ -703,19 +783,16 @@ impl Smoke {
         self.destroy_semaphores(&[a, b]);
     }
 
-    /// Whether an exportable fence can still be made (diagnostics for driver state after a
-    /// refused import).
-    fn probe(&self, after: &str) {
-        let mut export = vk::ExportFenceCreateInfo::default().handle_types(vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32);
+    /// An exportable fence can still be made (NVIDIA 580 cannot after an OPAQUE_FD import of a
+    /// foreign fd reached it; the layer refuses those itself).
+    fn still_exportable(&self, after: &str) {
+        let mut export =
+            vk::ExportFenceCreateInfo::default().handle_types(vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32);
         let ci = vk::FenceCreateInfo::default().push_next(&mut export);
         // SAFETY: a valid create info.
-        let r = unsafe { self.device.create_fence(&ci, None) };
-        if std::env::var_os("TETHER_LAYER_SMOKE_VERBOSE").is_some() {
-            eprintln!("probe after {after}: exportable fence {:?}", r.map(|_| ()));
-        }
-        if let Ok(f) = r {
-            self.destroy_fences(&[f]);
-        }
+        let f = unsafe { self.device.create_fence(&ci, None) }
+            .unwrap_or_else(|e| panic!("no exportable fence after {after}: {e:?}"));
+        self.destroy_fences(&[f]);
     }
 
     fn bad_handles(&self) {
@@ -731,47 +808,117 @@ impl Smoke {
         let closed = std::fs::File::open("/dev/null").unwrap();
         let closed_fd = closed.as_raw_fd() as isize;
         drop(closed);
-        assert_eq!(self.import_fence(f, win32, closed_fd, None, false), invalid, "closed handle");
+        assert_eq!(
+            self.import_fence(f, win32, closed_fd, None, false),
+            invalid,
+            "closed handle"
+        );
         // An open fd that is no payload: the driver's refusal becomes INVALID_EXTERNAL_HANDLE.
         let null = std::fs::File::open("/dev/null").unwrap();
         let null_fd = null.as_raw_fd() as isize;
-        self.probe("start");
-        assert_eq!(self.import_fence(f, win32, null_fd, None, false), invalid, "a foreign fd");
-        self.probe("foreign fd into a fence");
         assert_eq!(
-            self.import_semaphore(s, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32, null_fd, None, false),
+            self.import_fence(f, win32, null_fd, None, false),
+            invalid,
+            "a foreign fd"
+        );
+        self.still_exportable("a foreign fd into a fence");
+        assert_eq!(
+            self.import_semaphore(
+                s,
+                vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32,
+                null_fd,
+                None,
+                false
+            ),
             invalid,
             "a foreign fd into a semaphore"
         );
-        self.probe("foreign fd into a semaphore");
-        assert!(is_open(null_fd as i32), "a failed import leaves the caller's handle alone");
-        drop(null);
-        assert_eq!(self.import_fence(f, win32, 0, None, false), invalid, "NULL handle, no name");
-        assert_eq!(self.import_fence(f, win32, -1, None, false), invalid, "INVALID_HANDLE_VALUE");
-        assert_eq!(self.import_fence(f, kmt, 0x7fff_fff2, None, false), invalid, "unknown KMT value");
-        let missing = utf16(&format!("Local\\tether-layer-smoke-missing-{}", self.pid));
-        assert_eq!(self.import_fence(f, win32, 0, Some(&missing), false), invalid, "unknown name");
-        assert_eq!(self.import_fence(f, win32, 5, Some(&missing), false), validation, "handle and name");
-        assert_eq!(self.import_fence(f, kmt, 0, Some(&missing), false), validation, "name with KMT");
-        // A fence's payload into a semaphore.
-        let g = self.fence(win32, None);
-        let h = self.get_fence(g, win32).unwrap();
+        self.still_exportable("a foreign fd into a semaphore");
+        // A memfd that is no payload (the tether ICD's payloads are memfds: it refuses this one).
+        let memfd = rustix::fs::memfd_create("not-a-payload", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
         assert_eq!(
-            self.import_semaphore(s, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32, h, None, false),
+            self.import_fence(f, win32, memfd.as_raw_fd() as isize, None, false),
             invalid,
-            "a fence handle into a semaphore"
+            "a memfd that is no payload"
         );
-        close(h);
-        // Binary semaphores have no D3D12_FENCE through the layer.
-        if self.emulated {
+        drop(memfd);
+        self.still_exportable("a memfd into a fence");
+        assert!(
+            is_open(null_fd as i32),
+            "a failed import leaves the caller's handle alone"
+        );
+        drop(null);
+        assert_eq!(
+            self.import_fence(f, win32, 0, None, false),
+            invalid,
+            "NULL handle, no name"
+        );
+        assert_eq!(
+            self.import_fence(f, win32, -1, None, false),
+            invalid,
+            "INVALID_HANDLE_VALUE"
+        );
+        assert_eq!(
+            self.import_fence(f, kmt, 0x7fff_fff2, None, false),
+            invalid,
+            "unknown KMT value"
+        );
+        let missing = utf16(&format!("Local\\tether-layer-smoke-missing-{}", self.pid));
+        assert_eq!(
+            self.import_fence(f, win32, 0, Some(&missing), false),
+            invalid,
+            "unknown name"
+        );
+        assert_eq!(
+            self.import_fence(f, win32, 5, Some(&missing), false),
+            validation,
+            "handle and name"
+        );
+        assert_eq!(
+            self.import_fence(f, kmt, 0, Some(&missing), false),
+            validation,
+            "name with KMT"
+        );
+        // A fence's payload into a semaphore: the tether ICD refuses it (NVIDIA 580 accepts it, and
+        // the layer cannot tell an NT handle's payload kind).
+        let g = self.fence(win32 | kmt, None);
+        let h = self.get_fence(g, win32).unwrap();
+        if self.tether {
             assert_eq!(
-                self.import_semaphore(s, vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE, 5, None, false),
-                validation
+                self.import_semaphore(s, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32, h, None, false),
+                invalid,
+                "a fence handle into a semaphore"
             );
+        }
+        close(h);
+        // By KMT value the layer knows the kind: a fence's value into a semaphore.
+        let k = self.get_fence(g, kmt).unwrap();
+        assert_eq!(
+            self.import_semaphore(
+                s,
+                vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT,
+                k,
+                None,
+                false
+            ),
+            invalid,
+            "a fence KMT value into a semaphore"
+        );
+        // Binary semaphores have no D3D12_FENCE through the layer (a good handle: bad ones are
+        // refused as bad handles first).
+        if self.emulated {
+            let d3d12 = vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE;
+            let exporter = self.semaphore(d3d12, true, None);
+            let h = self.get_semaphore(exporter, d3d12).unwrap();
+            assert_eq!(self.import_semaphore(s, d3d12, h, None, false), validation);
+            close(h);
+            self.destroy_semaphores(&[exporter]);
         }
         let messages = take_messages();
         assert!(
-            messages.iter().any(|m| m.contains("VUID-VkImportFenceWin32HandleInfoKHR-handle-01462")),
+            messages
+                .iter()
+                .any(|m| m.contains("VUID-VkImportFenceWin32HandleInfoKHR-handle-01462")),
             "validation messages reach the messenger: {messages:?}"
         );
         self.destroy_fences(&[f, g]);
@@ -779,70 +926,21 @@ impl Smoke {
     }
 
     fn read_only_access(&self) {
-        let mut win32 = vk::ExportFenceWin32HandleInfoKHR::default();
-        win32.dw_access = 0x8000_0000; // DXGI_SHARED_RESOURCE_READ
+        let win32 = vk::ExportFenceWin32HandleInfoKHR {
+            dw_access: 0x8000_0000, // DXGI_SHARED_RESOURCE_READ
+            ..Default::default()
+        };
         let a = self.fence(vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32, Some(&win32));
         let r = self.get_fence(a, vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32);
         if self.emulated {
-            assert_eq!(r, Err(vk::Result::ERROR_FEATURE_NOT_PRESENT), "the layer refuses read-only NT handles");
+            assert_eq!(
+                r,
+                Err(vk::Result::ERROR_FEATURE_NOT_PRESENT),
+                "the layer refuses read-only NT handles"
+            );
         } else {
             close(r.expect("the ICD makes read-only handles"));
         }
         self.destroy_fences(&[a]);
-    }
-}
-
-
-// TEMPORARY experiment (driver fd kinds, poisoning).
-fn describe(fd: i32) -> String {
-    // SAFETY: an open fd.
-    let b = unsafe { BorrowedFd::borrow_raw(fd) };
-    let st = rustix::fs::fstat(b).unwrap();
-    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).map(|p| p.display().to_string()).unwrap_or_default();
-    format!("fd {fd}: mode {:o} dev {:#x} rdev {:#x} ino {} link {link}", st.st_mode, st.st_dev, st.st_rdev, st.st_ino)
-}
-
-fn nvprobe() {
-    for step in 0..5 {
-        let s = Smoke::new(true);
-        let get_fence_fd: vk::PFN_vkGetFenceFdKHR = unsafe { std::mem::transmute(s.instance.get_device_proc_addr(s.device.handle(), c"vkGetFenceFdKHR".as_ptr()).unwrap()) };
-        let get_sem_fd: vk::PFN_vkGetSemaphoreFdKHR = unsafe { std::mem::transmute(s.instance.get_device_proc_addr(s.device.handle(), c"vkGetSemaphoreFdKHR".as_ptr()).unwrap()) };
-        let imp_fence_fd: vk::PFN_vkImportFenceFdKHR = unsafe { std::mem::transmute(s.instance.get_device_proc_addr(s.device.handle(), c"vkImportFenceFdKHR".as_ptr()).unwrap()) };
-        let imp_sem_fd: vk::PFN_vkImportSemaphoreFdKHR = unsafe { std::mem::transmute(s.instance.get_device_proc_addr(s.device.handle(), c"vkImportSemaphoreFdKHR".as_ptr()).unwrap()) };
-        let f = s.fence(vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32, None);
-        let b = s.semaphore(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32, false, None);
-        let t = s.semaphore(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32, true, None);
-        let mut ffd = -1; let mut bfd = -1; let mut tfd = -1;
-        unsafe {
-            get_fence_fd(s.device.handle(), &vk::FenceGetFdInfoKHR::default().fence(f).handle_type(vk::ExternalFenceHandleTypeFlags::OPAQUE_FD), &mut ffd);
-            get_sem_fd(s.device.handle(), &vk::SemaphoreGetFdInfoKHR::default().semaphore(b).handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD), &mut bfd);
-            get_sem_fd(s.device.handle(), &vk::SemaphoreGetFdInfoKHR::default().semaphore(t).handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD), &mut tfd);
-        }
-        if step == 0 {
-            eprintln!("fence    {}", describe(ffd));
-            eprintln!("binary   {}", describe(bfd));
-            eprintln!("timeline {}", describe(tfd));
-            let mut ffd2 = -1;
-            unsafe { get_fence_fd(s.device.handle(), &vk::FenceGetFdInfoKHR::default().fence(f).handle_type(vk::ExternalFenceHandleTypeFlags::OPAQUE_FD), &mut ffd2) };
-            eprintln!("fence again {}", describe(ffd2));
-        }
-        let target_f = s.fence(vk::ExternalFenceHandleTypeFlags::empty(), None);
-        let target_b = s.semaphore(vk::ExternalSemaphoreHandleTypeFlags::empty(), false, None);
-        let target_t = s.semaphore(vk::ExternalSemaphoreHandleTypeFlags::empty(), true, None);
-        let dup = |fd: i32| rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(fd) }, 3).unwrap();
-        use std::os::fd::IntoRawFd;
-        let (what, r) = unsafe { match step {
-            0 => ("fence fd -> binary semaphore", imp_sem_fd(s.device.handle(), &vk::ImportSemaphoreFdInfoKHR::default().semaphore(target_b).handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD).fd(dup(ffd).into_raw_fd()))),
-            1 => ("binary fd -> fence", imp_fence_fd(s.device.handle(), &vk::ImportFenceFdInfoKHR::default().fence(target_f).handle_type(vk::ExternalFenceHandleTypeFlags::OPAQUE_FD).fd(dup(bfd).into_raw_fd()))),
-            2 => ("timeline fd -> binary semaphore", imp_sem_fd(s.device.handle(), &vk::ImportSemaphoreFdInfoKHR::default().semaphore(target_b).handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD).fd(dup(tfd).into_raw_fd()))),
-            3 => ("binary fd -> timeline semaphore", imp_sem_fd(s.device.handle(), &vk::ImportSemaphoreFdInfoKHR::default().semaphore(target_t).handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD).fd(dup(bfd).into_raw_fd()))),
-            _ => {
-                let m = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
-                ("memfd -> fence", imp_fence_fd(s.device.handle(), &vk::ImportFenceFdInfoKHR::default().fence(target_f).handle_type(vk::ExternalFenceHandleTypeFlags::OPAQUE_FD).fd(m.into_raw_fd())))
-            }
-        }};
-        eprintln!("step {step}: {what}: {r:?}");
-        s.probe(what);
-        let _ = (target_t,);
     }
 }
