@@ -27,6 +27,9 @@ use ash::vk;
 use clap::{Args, ValueEnum};
 use rustix::thread::futex;
 
+#[path = "bench_scale.rs"]
+mod scale;
+
 use crate::external::{SecurityAttributes, SemaphoreKind, Win32Export, wide};
 use crate::peer::{ParentLink, Peer, inheritable, parse_list, pin_to};
 use crate::stats::{Summary, nanos};
@@ -52,6 +55,10 @@ pub struct BenchArgs {
     /// across CPUs costs what the scheduler decides.
     #[arg(long, value_name = "CPU")]
     pin: Option<usize>,
+    /// A smoke test (CI): a tenth of every count, and smaller scales (1,000 semaphores instead
+    /// of 10,000, two waiter processes instead of eight, 50 ms blocked waits instead of 200 ms).
+    #[arg(long)]
+    quick: bool,
 }
 
 /// Which side of a cross-process measurement a child plays.
@@ -63,6 +70,12 @@ pub enum PeerKind {
     Timeline,
     /// Binary semaphore hand-off through queue submits.
     Binary,
+    /// Signals an imported fence through a submit whenever a futex word says so.
+    Fence,
+    /// Imports many timeline semaphores sent over a socket; round trips; reports memory.
+    Semaphores,
+    /// Threads waiting on one imported timeline semaphore, round after round.
+    Waiters,
 }
 
 /// How the child imports its semaphores.
@@ -87,6 +100,9 @@ pub struct ChildArgs {
     handles: String,
     #[arg(long, value_enum, default_value = "nt")]
     import: ImportAs,
+    /// Waiter threads (`waiters`).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 /// How many iterations to run.
@@ -107,6 +123,8 @@ pub struct Context<'a> {
     /// The tether device, for measurements that need it.
     pub device: Option<&'a TetherDevice>,
     pub plan: Plan,
+    /// `--quick`: smaller scales (fewer semaphores, processes, shorter blocked waits).
+    pub quick: bool,
 }
 
 impl Context<'_> {
@@ -135,8 +153,56 @@ pub struct Measurement {
     pub needs: Needs,
     /// Default measured iterations (`--iters` overrides).
     pub iters: usize,
-    /// Runs `plan.total()` iterations and returns one sample (ns) each.
-    pub run: fn(&Context<'_>) -> Result<Vec<u64>, String>,
+    pub run: Run,
+}
+
+/// How a measurement runs and what it gives.
+#[derive(Clone, Copy)]
+pub enum Run {
+    /// Runs `plan.total()` iterations and returns one sample (ns) each; the first `plan.warmup`
+    /// are dropped.
+    Latency(fn(&Context<'_>) -> Result<Vec<u64>, String>),
+    /// Does its own warm-up and returns only measured samples (ns), plus named values (memory,
+    /// CPU time, counts) that the table and the JSON line show.
+    Report(fn(&Context<'_>) -> Result<Report, String>),
+}
+
+/// What a [`Run::Report`] measurement gives.
+pub struct Report {
+    /// Measured samples in ns (no warm-up).
+    pub samples: Vec<u64>,
+    pub values: Vec<Value>,
+}
+
+/// A named number a measurement reports besides its latency percentiles.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Value {
+    /// Stable name, the key in the JSON line's `values` object.
+    pub name: &'static str,
+    pub value: f64,
+    /// For people: `B`, `%`, `ms`, or empty for a count.
+    pub unit: &'static str,
+}
+
+impl Value {
+    pub fn new(name: &'static str, value: f64, unit: &'static str) -> Value {
+        Value { name, value, unit }
+    }
+
+    /// `name=value unit` for the table.
+    fn show(&self) -> String {
+        let number = if self.value.fract() == 0.0 && self.value.abs() < 1e15 {
+            format!("{}", self.value as i64)
+        } else if self.value.abs() >= 100.0 {
+            format!("{:.0}", self.value)
+        } else {
+            format!("{:.3}", self.value)
+        };
+        match self.unit {
+            "" => format!("{}={number}", self.name),
+            unit => format!("{}={number} {unit}", self.name),
+        }
+    }
 }
 
 const FUTEX: &str = "futex_pingpong";
@@ -144,6 +210,8 @@ const FUTEX_XPROC: &str = "futex_pingpong_xproc";
 const DUP: &str = "dup_close";
 const MMAP: &str = "mmap_munmap_memfd";
 const BROKER: &str = "broker_ping";
+const FENCE_ONE: &str = "fence_wait_one";
+const WAKE_ONE: &str = "wake_1_waiter";
 
 pub const MEASUREMENTS: &[Measurement] = &[
     Measurement {
@@ -152,7 +220,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: FUTEX,
         needs: Needs::Nothing,
         iters: 20_000,
-        run: futex_pingpong,
+        run: Run::Latency(futex_pingpong),
     },
     Measurement {
         name: "fence_submit_wait",
@@ -160,7 +228,16 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: FUTEX,
         needs: Needs::Device,
         iters: 20_000,
-        run: fence_submit_wait,
+        run: Run::Latency(fence_submit_wait),
+    },
+    Measurement {
+        name: "fence_submit_wait_worker",
+        what: "vkQueueSubmit of a batch waiting a timeline, signaling a fence; vkSignalSemaphore frees it on the queue's \
+               worker -> vkWaitForFences returns",
+        baseline: FUTEX,
+        needs: Needs::Device,
+        iters: 20_000,
+        run: Run::Latency(fence_submit_wait_worker),
     },
     Measurement {
         name: "timeline_host_pingpong",
@@ -168,7 +245,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: FUTEX,
         needs: Needs::Device,
         iters: 20_000,
-        run: timeline_host_pingpong,
+        run: Run::Latency(timeline_host_pingpong),
     },
     Measurement {
         name: FUTEX_XPROC,
@@ -176,7 +253,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: FUTEX_XPROC,
         needs: Needs::Nothing,
         iters: 20_000,
-        run: futex_pingpong_xproc,
+        run: Run::Latency(futex_pingpong_xproc),
     },
     Measurement {
         name: "timeline_xproc_nt",
@@ -184,7 +261,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: FUTEX_XPROC,
         needs: Needs::Device,
         iters: 20_000,
-        run: timeline_xproc_nt,
+        run: Run::Latency(timeline_xproc_nt),
     },
     Measurement {
         name: "timeline_xproc_fd",
@@ -192,16 +269,77 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: FUTEX_XPROC,
         needs: Needs::Device,
         iters: 20_000,
-        run: timeline_xproc_fd,
+        run: Run::Latency(timeline_xproc_fd),
     },
     Measurement {
         name: "binary_xproc_submit",
-        what: "vkSignalSemaphore frees a submit signaling binary B1 -> the other process's queue waits B1, signals \
-               B2 -> our queue waits B2, signals a fence (round trip)",
+        what: "vkQueueSubmit signaling binary B1 (no waits: runs inline) -> the other process's queue waits B1, \
+               signals B2 -> our other queue waits B2, signals a fence -> vkWaitForFences returns (round trip)",
         baseline: FUTEX_XPROC,
         needs: Needs::Device,
         iters: 10_000,
-        run: binary_xproc_submit,
+        run: Run::Latency(binary_xproc_submit),
+    },
+    Measurement {
+        name: FENCE_ONE,
+        what: "baseline: another process's vkQueueSubmit signals an exportable fence -> vkWaitForFences on it, \
+               blocked there, returns (CLOCK_MONOTONIC across processes)",
+        baseline: FENCE_ONE,
+        needs: Needs::Device,
+        iters: 2_000,
+        run: Run::Report(scale::fence_wait_one),
+    },
+    Measurement {
+        name: "fence_wait_any_1024",
+        what: "the same, vkWaitForFences wait-any over 1,024 exportable fences, the last one signaled",
+        baseline: FENCE_ONE,
+        needs: Needs::Device,
+        iters: 1_000,
+        run: Run::Report(scale::fence_wait_any_1024),
+    },
+    Measurement {
+        name: "fence_wait_any_1024_blocked",
+        what: "the same wait-any, blocked 200 ms before the signal: CPU time of this whole process during the wait \
+               (samples: CPU ns per wait)",
+        baseline: "fence_wait_any_1024_blocked",
+        needs: Needs::Device,
+        iters: 5,
+        run: Run::Report(scale::fence_wait_any_1024_blocked),
+    },
+    Measurement {
+        name: "timeline_10000_xproc",
+        what: "10,000 exportable timeline semaphores, NT handles sent to another process and imported there: \
+               vkSignalSemaphore here -> vkWaitSemaphores there -> signal back -> wait here, each semaphore once; \
+               memory per semaphore in both processes",
+        baseline: FUTEX_XPROC,
+        needs: Needs::Device,
+        iters: 10_000,
+        run: Run::Report(scale::timeline_10000_xproc),
+    },
+    Measurement {
+        name: WAKE_ONE,
+        what: "baseline: one thread of another process blocked in vkWaitSemaphores on an imported timeline; \
+               vkSignalSemaphore here -> its wait returns (CLOCK_MONOTONIC across processes)",
+        baseline: WAKE_ONE,
+        needs: Needs::Device,
+        iters: 200,
+        run: Run::Report(scale::wake_1_waiter),
+    },
+    Measurement {
+        name: "futex_wake_256_waiters",
+        what: "for comparison: the same 256 threads blocked in FUTEX_WAIT on a raw shared futex word, one FUTEX_WAKE",
+        baseline: WAKE_ONE,
+        needs: Needs::Device,
+        iters: 20,
+        run: Run::Report(scale::futex_wake_256_waiters),
+    },
+    Measurement {
+        name: "wake_256_waiters",
+        what: "the same with 32 threads in each of 8 processes on one payload, one signal: every waiter's wake-up",
+        baseline: WAKE_ONE,
+        needs: Needs::Device,
+        iters: 20,
+        run: Run::Report(scale::wake_256_waiters),
     },
     Measurement {
         name: DUP,
@@ -209,7 +347,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: DUP,
         needs: Needs::Nothing,
         iters: 20_000,
-        run: dup_close,
+        run: Run::Latency(dup_close),
     },
     Measurement {
         name: "export_semaphore_opaque_fd",
@@ -217,7 +355,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: DUP,
         needs: Needs::Device,
         iters: 20_000,
-        run: export_semaphore_opaque_fd,
+        run: Run::Latency(export_semaphore_opaque_fd),
     },
     Measurement {
         name: "export_fence_opaque_fd",
@@ -225,7 +363,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: DUP,
         needs: Needs::Device,
         iters: 20_000,
-        run: export_fence_opaque_fd,
+        run: Run::Latency(export_fence_opaque_fd),
     },
     Measurement {
         name: "export_semaphore_win32_nt",
@@ -233,7 +371,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: DUP,
         needs: Needs::Device,
         iters: 10_000,
-        run: export_semaphore_win32_nt,
+        run: Run::Latency(export_semaphore_win32_nt),
     },
     Measurement {
         name: "import_opaque_fd_repeat",
@@ -241,7 +379,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: DUP,
         needs: Needs::Device,
         iters: 20_000,
-        run: import_opaque_fd_repeat,
+        run: Run::Latency(import_opaque_fd_repeat),
     },
     Measurement {
         name: "import_win32_nt_repeat",
@@ -249,7 +387,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: DUP,
         needs: Needs::Device,
         iters: 20_000,
-        run: import_win32_nt_repeat,
+        run: Run::Latency(import_win32_nt_repeat),
     },
     Measurement {
         name: MMAP,
@@ -257,7 +395,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: MMAP,
         needs: Needs::Nothing,
         iters: 20_000,
-        run: mmap_munmap_memfd,
+        run: Run::Latency(mmap_munmap_memfd),
     },
     Measurement {
         name: "import_opaque_fd_first",
@@ -266,7 +404,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: MMAP,
         needs: Needs::Device,
         iters: 10_000,
-        run: import_opaque_fd_first,
+        run: Run::Latency(import_opaque_fd_first),
     },
     Measurement {
         name: "import_win32_nt_first",
@@ -274,7 +412,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: MMAP,
         needs: Needs::Device,
         iters: 10_000,
-        run: import_win32_nt_first,
+        run: Run::Latency(import_win32_nt_first),
     },
     Measurement {
         name: BROKER,
@@ -282,7 +420,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: BROKER,
         needs: Needs::Broker,
         iters: 5_000,
-        run: broker_ping,
+        run: Run::Latency(broker_ping),
     },
     Measurement {
         name: "export_semaphore_win32_kmt",
@@ -290,7 +428,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: BROKER,
         needs: Needs::Broker,
         iters: 5_000,
-        run: export_semaphore_win32_kmt,
+        run: Run::Latency(export_semaphore_win32_kmt),
     },
     Measurement {
         name: "export_semaphore_win32_name",
@@ -299,7 +437,7 @@ pub const MEASUREMENTS: &[Measurement] = &[
         baseline: BROKER,
         needs: Needs::Broker,
         iters: 5_000,
-        run: export_semaphore_win32_name,
+        run: Run::Latency(export_semaphore_win32_name),
     },
 ];
 
@@ -320,6 +458,21 @@ impl Futex<'_> {
     fn set(&self, value: u32) {
         self.word.store(value, Ordering::Release);
         let _ = futex::wake(self.word, self.flags, 1);
+    }
+
+    /// Wakes every waiter.
+    fn wake_all(&self) {
+        let _ = futex::wake(self.word, self.flags, i32::MAX as u32);
+    }
+
+    /// Blocks in the kernel while the word is `seen`, at most `timeout`.
+    fn wait_until_changed(&self, seen: u32, timeout: Duration) {
+        let ts = rustix::time::Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        // EAGAIN (the word changed), EINTR and ETIMEDOUT all just return.
+        let _ = futex::wait(self.word, self.flags, seen, Some(&ts));
     }
 
     /// Blocks in the kernel until the word is `value` (no spinning); `false` after `limit`.
@@ -420,6 +573,24 @@ impl SharedPage {
         Ok(SharedPage { ptr })
     }
 
+    /// The 32-bit word at byte `offset` (4-aligned, inside the page).
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        assert!(offset % 4 == 0 && offset + 4 <= PAGE);
+        // SAFETY: inside the live, page-aligned mapping (checked above), aligned for a u32, which
+        // lasts as long as `self`; every bit pattern is a valid `AtomicU32`, and every process
+        // touches the page only through atomics.
+        unsafe { self.ptr.add(offset / 4).as_ref() }
+    }
+
+    /// The 64-bit word at cache line `line`.
+    fn word64(&self, line: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(line * LINE_WORDS * 4 + 8 <= PAGE);
+        // SAFETY: inside the live, page-aligned mapping (checked above), 8-aligned (a cache line
+        // start), lasting as long as `self`; every bit pattern is a valid `AtomicU64`, and every
+        // process touches the page only through atomics.
+        unsafe { self.ptr.add(line * LINE_WORDS).cast::<std::sync::atomic::AtomicU64>().as_ref() }
+    }
+
     /// The futex word at cache line `line`, shared between processes.
     fn futex(&self, line: usize) -> Futex<'_> {
         assert!(line * LINE_WORDS * 4 < PAGE);
@@ -500,6 +671,42 @@ fn fence_submit_wait(cx: &Context<'_>) -> Result<Vec<u64>, String> {
     result.map(|()| samples)
 }
 
+/// Submit a batch that waits a timeline value and signals a fence (it goes to the queue's
+/// worker, the wait not being satisfied), signal the value on the host, wait for the fence: the
+/// worker's wake-up and the fence's.
+fn fence_submit_wait_worker(cx: &Context<'_>) -> Result<Vec<u64>, String> {
+    let td = cx.device()?;
+    let fence = td.create_fence()?;
+    let gate = match td.create_timeline(0) {
+        Ok(s) => s,
+        Err(e) => {
+            td.destroy_fence(fence);
+            return Err(e);
+        }
+    };
+    let mut samples = Vec::with_capacity(cx.plan.total());
+    let result = (|| {
+        for i in 1..=cx.plan.total() as u64 {
+            let start = Instant::now();
+            td.submit(td.queues[0], &[(gate, i)], &[], fence)?;
+            td.signal(gate, i)?;
+            if !td.wait_fence(fence, WAIT_LIMIT)? {
+                return Err("the fence was not signaled in time".to_string());
+            }
+            samples.push(nanos(start.elapsed()));
+            td.reset_fence(fence)?;
+        }
+        Ok(())
+    })();
+    // SAFETY: the device is idle afterwards, so no work uses the fence or the timeline.
+    unsafe {
+        let _ = td.device.device_wait_idle();
+    }
+    td.destroy_fence(fence);
+    td.destroy_semaphore(gate);
+    result.map(|()| samples)
+}
+
 fn wait_or_fail(td: &TetherDevice, semaphore: vk::Semaphore, value: u64) -> Result<(), String> {
     if td.wait_value(semaphore, value, WAIT_LIMIT)? {
         Ok(())
@@ -559,6 +766,18 @@ fn spawn_child(
     handles: &[i64],
     source: vulkan::Source,
 ) -> Result<Peer, String> {
+    spawn_child_with(kind, import, count, handles, source, &[])
+}
+
+/// Starts `tether bench-child` with more arguments.
+fn spawn_child_with(
+    kind: PeerKind,
+    import: Option<ImportAs>,
+    count: u64,
+    handles: &[i64],
+    source: vulkan::Source,
+    extra: &[OsString],
+) -> Result<Peer, String> {
     let list: Vec<String> = handles.iter().map(i64::to_string).collect();
     let mut args: Vec<OsString> = vec![
         "bench-child".into(),
@@ -578,6 +797,7 @@ fn spawn_child(
                 .into(),
         );
     }
+    args.extend_from_slice(extra);
     Peer::spawn(source, &args)
 }
 
@@ -692,15 +912,19 @@ fn timeline_xproc_fd(cx: &Context<'_>) -> Result<Vec<u64>, String> {
     timeline_xproc(cx, ImportAs::Fd)
 }
 
-/// Binary semaphores through queue submits in both processes. Per iteration, untimed: this
-/// process submits {wait local timeline G >= i, signal B1} and tells the child; the child submits
-/// {wait B1, signal B2} and answers; this process submits {wait B2, signal fence}. Timed: the host
-/// signal of G until the fence wait returns: G releases this queue, whose B1 signal wakes the
-/// child's queue, whose B2 signal wakes this queue, which signals the fence.
+/// Binary semaphores through queue submits in both processes. Per iteration, untimed: the child
+/// submits {wait B1, signal B2} (its queue blocks on B1) and answers; this process submits
+/// {wait B2, signal fence} on its second queue (which blocks on B2). Timed: a submit of
+/// {signal B1} on this process's idle first queue (no waits: it runs on the submitting thread)
+/// until `vkWaitForFences` returns: B1 wakes the child's queue, whose B2 signal wakes our second
+/// queue, which signals the fence (three wake-ups, two of them across processes).
 fn binary_xproc_submit(cx: &Context<'_>) -> Result<Vec<u64>, String> {
     let td = cx.device()?;
+    let [signaling, waiting] = td.queues;
+    if signaling == waiting {
+        return Err("the tether device needs two queues for this measurement".into());
+    }
     let mut owned = Semaphores::new(td);
-    let gate = owned.add(td.create_timeline(0))?;
     let b1 = owned.add(exportable_for(td, SemaphoreKind::Binary, ImportAs::Nt))?;
     let b2 = owned.add(exportable_for(td, SemaphoreKind::Binary, ImportAs::Nt))?;
     let fence = td.create_fence()?;
@@ -708,15 +932,13 @@ fn binary_xproc_submit(cx: &Context<'_>) -> Result<Vec<u64>, String> {
     // An error leaves queue work waiting on values that never come: the caller exits without
     // tearing anything down.
     let mut peer = share_with_child(td, &[b1, b2], ImportAs::Nt, PeerKind::Binary, total)?;
-    let queue = td.queues[0];
     let mut samples = Vec::with_capacity(total as usize);
     for i in 1..=total {
-        td.submit(queue, &[(gate, i)], &[(b1, 0)], vk::Fence::null())?;
         peer.send(1)?;
         peer.recv()?;
-        td.submit(queue, &[(b2, 0)], &[], fence)?;
+        td.submit(waiting, &[(b2, 0)], &[], fence)?;
         let start = Instant::now();
-        td.signal(gate, i)?;
+        td.submit(signaling, &[], &[(b1, 0)], vk::Fence::null())?;
         if !td.wait_fence(fence, WAIT_LIMIT)? {
             return Err(child_failure(
                 &mut peer,
@@ -737,11 +959,17 @@ pub fn run_child(choice: Choice, args: &ChildArgs) -> Result<(), String> {
     vulkan::set_notices_to_stderr();
     let mut link = ParentLink::new();
     let handles = parse_list(&args.handles)?;
-    let wanted = if args.kind == PeerKind::Futex { 1 } else { 2 };
-    if handles.len() != wanted {
-        return Err(format!("--handles: {wanted} expected, got {}", handles.len()));
+    let wanted = match args.kind {
+        PeerKind::Futex | PeerKind::Semaphores => 1..=1,
+        // A control page, and the semaphore unless the threads wait on a raw futex word.
+        PeerKind::Waiters => 1..=2,
+        _ => 2..=2,
+    };
+    if !wanted.contains(&handles.len()) {
+        return Err(format!("--handles: {wanted:?} expected, got {}", handles.len()));
     }
     match args.kind {
+        PeerKind::Fence | PeerKind::Semaphores | PeerKind::Waiters => scale::run_child(choice, &mut link, args, &handles),
         PeerKind::Futex => {
             let raw = i32::try_from(handles[0]).map_err(|_| "bad fd")?;
             // SAFETY: the parent made this fd inheritable for this process to own.
@@ -1063,6 +1291,8 @@ pub struct Outcome {
     pub what: &'static str,
     pub baseline: &'static str,
     pub summary: Summary,
+    /// What a [`Run::Report`] measurement reported besides its samples.
+    pub values: Vec<Value>,
 }
 
 /// Escapes a string for JSON.
@@ -1085,15 +1315,38 @@ fn ratio(outcome: &Outcome, baseline: &Outcome) -> f64 {
     outcome.summary.p50 as f64 / baseline.summary.p50.max(1) as f64
 }
 
+/// A JSON number (finite; JSON has no NaN or infinity).
+fn json_number(v: f64) -> String {
+    if !v.is_finite() {
+        "null".to_string()
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// One measurement as a JSON object on one line: `name`, `p50_ns`, `p99_ns`, `baseline`, `ratio`,
+/// and, for measurements that report them, `values` (an object of numbers).
 pub fn json_line(outcome: &Outcome, baseline: &Outcome) -> String {
-    format!(
-        "{{\"name\":{},\"p50_ns\":{},\"p99_ns\":{},\"baseline\":{},\"ratio\":{:.3}}}",
+    let mut line = format!(
+        "{{\"name\":{},\"p50_ns\":{},\"p99_ns\":{},\"baseline\":{},\"ratio\":{:.3}",
         json_string(outcome.name),
         outcome.summary.p50,
         outcome.summary.p99,
         json_string(baseline.name),
         ratio(outcome, baseline)
-    )
+    );
+    if !outcome.values.is_empty() {
+        let values: Vec<String> = outcome
+            .values
+            .iter()
+            .map(|v| format!("{}:{}", json_string(v.name), json_number(v.value)))
+            .collect();
+        line.push_str(&format!(",\"values\":{{{}}}", values.join(",")));
+    }
+    line.push('}');
+    line
 }
 
 /// The measurements `--only` selects, with the baselines they need, in table order.
@@ -1165,14 +1418,16 @@ pub fn run(choice: Choice, args: &BenchArgs) -> Result<(), String> {
         return Err("the tether device does not offer the fd and Win32 extensions (TETHER_ICD_HANDLES=fd?)".into());
     }
 
-    let mut outcomes: Vec<(Outcome, usize)> = Vec::new();
+    let started = Instant::now();
+    let mut outcomes: Vec<Outcome> = Vec::new();
     let mut skipped = Vec::new();
     for m in selected {
         if m.needs == Needs::Broker && !matches!(broker, Some(Ok(_))) {
             skipped.push(m.name);
             continue;
         }
-        let iters = args.iters.map_or(m.iters, |i| i as usize);
+        let default_iters = if args.quick { (m.iters / 10).max(1) } else { m.iters };
+        let iters = args.iters.map_or(default_iters, |i| i as usize);
         let plan = Plan {
             iters,
             warmup: args.warmup.map_or(iters / 10, |w| w as usize),
@@ -1180,9 +1435,17 @@ pub fn run(choice: Choice, args: &BenchArgs) -> Result<(), String> {
         let cx = Context {
             device: device.as_ref(),
             plan,
+            quick: args.quick,
         };
-        let mut samples = match (m.run)(&cx) {
-            Ok(s) => s,
+        let ran = match m.run {
+            Run::Latency(f) => f(&cx).map(|mut samples| Report {
+                samples: samples.split_off(plan.warmup.min(samples.len())),
+                values: Vec::new(),
+            }),
+            Run::Report(f) => f(&cx),
+        };
+        let mut report = match ran {
+            Ok(r) => r,
             Err(e) => {
                 // Queue work may wait on values that never come (and a child may be stuck):
                 // leave without tearing the device down.
@@ -1190,37 +1453,33 @@ pub fn run(choice: Choice, args: &BenchArgs) -> Result<(), String> {
                 std::process::exit(1);
             }
         };
-        let mut measured = samples.split_off(plan.warmup.min(samples.len()));
-        let summary = Summary::of(&mut measured).ok_or_else(|| format!("{}: no samples", m.name))?;
-        outcomes.push((
-            Outcome {
-                name: m.name,
-                what: m.what,
-                baseline: m.baseline,
-                summary,
-            },
-            iters,
-        ));
+        let summary = Summary::of(&mut report.samples).ok_or_else(|| format!("{}: no samples", m.name))?;
+        outcomes.push(Outcome {
+            name: m.name,
+            what: m.what,
+            baseline: m.baseline,
+            summary,
+            values: report.values,
+        });
     }
     let baseline_of = |o: &Outcome| {
         outcomes
             .iter()
-            .map(|(b, _)| b)
             .find(|b| b.name == o.baseline)
             .ok_or_else(|| format!("{}: its baseline {} did not run", o.name, o.baseline))
     };
     if args.json {
-        for (o, _) in &outcomes {
+        for o in &outcomes {
             say!("{}", json_line(o, baseline_of(o)?));
         }
         return Ok(());
     }
     let mut rows: Vec<Vec<String>> = Vec::new();
-    for (o, n) in &outcomes {
+    for o in &outcomes {
         let b = baseline_of(o)?;
         rows.push(vec![
             o.name.to_string(),
-            n.to_string(),
+            o.summary.count.to_string(),
             o.summary.p50.to_string(),
             o.summary.p99.to_string(),
             if b.name == o.name {
@@ -1229,6 +1488,7 @@ pub fn run(choice: Choice, args: &BenchArgs) -> Result<(), String> {
                 b.name.to_string()
             },
             format!("{:.2}", ratio(o, b)),
+            o.values.iter().map(Value::show).collect::<Vec<_>>().join(", "),
             o.what.to_string(),
         ]);
     }
@@ -1243,6 +1503,7 @@ pub fn run(choice: Choice, args: &BenchArgs) -> Result<(), String> {
                 "p99 ns",
                 "baseline",
                 "p50 / baseline",
+                "values",
                 "what"
             ],
             &rows
@@ -1252,6 +1513,7 @@ pub fn run(choice: Choice, args: &BenchArgs) -> Result<(), String> {
     if !skipped.is_empty() {
         say!("\nskipped (no broker): {}", skipped.join(", "));
     }
+    say!("\n{} measurements in {:.1} s", outcomes.len(), started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -1271,6 +1533,7 @@ mod tests {
                 p99,
                 max: p99,
             },
+            values: Vec::new(),
         }
     }
 
@@ -1288,6 +1551,7 @@ mod tests {
         let samples = futex_pingpong(&Context {
             device: None,
             plan: Plan { iters: 200, warmup: 10 },
+            quick: false,
         })
         .unwrap();
         assert_eq!(samples.len(), 210);
@@ -1326,6 +1590,7 @@ mod tests {
         let cx = Context {
             device: None,
             plan: Plan { iters: 20, warmup: 2 },
+            quick: false,
         };
         assert_eq!(dup_close(&cx).unwrap().len(), 22);
         assert_eq!(mmap_munmap_memfd(&cx).unwrap().len(), 22);

@@ -362,7 +362,7 @@ pub fn run(choice: Choice, args: &DemoArgs) -> Result<(), String> {
     say!(
         "two processes share a fence, a binary semaphore and a timeline semaphore of the device \"{}\" through \
          Win32 handles, three ways",
-        tether_icd::objects::physical_device::DEVICE_NAME
+        td.name
     );
     let broker = broker::ensure();
     let mut methods = vec![Method::Nt];

@@ -57,6 +57,10 @@ struct EntryArgs {
     /// Use the system Vulkan loader (libvulkan.so.1); fail if there is none.
     #[arg(long, global = true)]
     loader: bool,
+    /// Work on the first physical device whose name contains NAME (e.g. NVIDIA, with
+    /// VK_LAYER_TETHER_win32_sync enabled) instead of the tether device.
+    #[arg(long, global = true, value_name = "NAME")]
+    device: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -87,6 +91,10 @@ fn main() -> ExitCode {
     // visible to the loader.
     vulkan::expose_tether_icd();
     let cli = Cli::parse();
+    if let Some(name) = &cli.entry.device {
+        // SAFETY: still the only thread (see above); child processes inherit the choice.
+        unsafe { std::env::set_var(vulkan::DEVICE_ENV, name) };
+    }
     let choice = match (cli.entry.embedded, cli.entry.loader) {
         (true, _) => vulkan::Choice::Embedded,
         (_, true) => vulkan::Choice::Loader,

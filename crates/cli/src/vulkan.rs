@@ -257,10 +257,37 @@ pub fn is_tether(props: &vk::PhysicalDeviceProperties) -> bool {
     device_name(props) == tether_icd::objects::physical_device::DEVICE_NAME
 }
 
+/// The variable `--device` sets, so that child processes pick the same device.
+pub const DEVICE_ENV: &str = "TETHER_DEVICE";
+
+/// The part of a device name `--device` (`TETHER_DEVICE`) asked for, if any.
+fn wanted_name() -> Option<String> {
+    std::env::var(DEVICE_ENV).ok().filter(|s| !s.is_empty())
+}
+
+/// Whether a physical device is the one to work on: the first whose name contains the
+/// `--device` text, else a tether device.
+fn is_wanted(props: &vk::PhysicalDeviceProperties) -> bool {
+    match wanted_name() {
+        Some(part) => device_name(props).contains(&part),
+        None => is_tether(props),
+    }
+}
+
+/// The device [`is_wanted`] looks for, for messages.
+fn wanted_description() -> String {
+    match wanted_name() {
+        Some(part) => format!("device whose name contains {part:?}"),
+        None => "tether device".to_string(),
+    }
+}
+
 /// The tether device opened for work: one instance, one device with up to two queues of its one
 /// queue family, timeline semaphores enabled. Destroyed on drop.
 pub struct TetherDevice {
     pub vulkan: Vulkan,
+    /// The physical device's name.
+    pub name: String,
     pub instance: ash::Instance,
     pub device: ash::Device,
     /// Two queues, or the same queue twice when the family has only one.
@@ -283,7 +310,7 @@ impl TetherDevice {
                 Ok(None) | Err(_) => {
                     // SAFETY: nothing was created from the instance.
                     unsafe { instance.destroy_instance(None) };
-                    "the Vulkan loader sees no tether device".to_string()
+                    format!("the Vulkan loader sees no {}", wanted_description())
                 }
             },
             Err(e) => format!("the Vulkan loader found no usable driver ({e})"),
@@ -320,6 +347,8 @@ impl TetherDevice {
             unsafe { instance.destroy_instance(None) };
             Err(e)
         };
+        // SAFETY: `pd` is a physical device of `instance`.
+        let name = device_name(&unsafe { instance.get_physical_device_properties(pd) });
         // SAFETY: `pd` is a physical device of `instance`.
         let families = unsafe { instance.get_physical_device_queue_family_properties(pd) };
         let Some((family, props)) = families
@@ -362,6 +391,7 @@ impl TetherDevice {
         let ext = External::load(&instance, &device, &extensions);
         Ok(TetherDevice {
             vulkan,
+            name,
             instance,
             device,
             queues,
@@ -480,14 +510,15 @@ impl Drop for TetherDevice {
     }
 }
 
-/// The first tether physical device of an instance.
+/// The first tether physical device of an instance (or, with `--device`, the first whose name
+/// contains its text).
 pub fn find_tether(instance: &ash::Instance) -> Result<Option<vk::PhysicalDevice>, String> {
     // SAFETY: a live instance.
     let devices =
         unsafe { instance.enumerate_physical_devices() }.map_err(|e| format!("vkEnumeratePhysicalDevices: {e}"))?;
     Ok(devices.into_iter().find(|&pd| {
         // SAFETY: `pd` was just enumerated from `instance`.
-        is_tether(&unsafe { instance.get_physical_device_properties(pd) })
+        is_wanted(&unsafe { instance.get_physical_device_properties(pd) })
     }))
 }
 

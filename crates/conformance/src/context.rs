@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ash::vk;
 
-use crate::harness::{Route, VALIDATION_LAYER, environment};
+use crate::harness::{DEVICE_ENV, Route, Target, VALIDATION_LAYER, environment, target};
 
 /// A wait this long that has not completed shows the waited-for thing did not happen (20 ms).
 pub const SHORT_NS: u64 = 20_000_000;
@@ -16,6 +16,22 @@ pub const LONG_NS: u64 = 10_000_000_000;
 
 /// The device's name.
 pub const DEVICE_NAME: &CStr = c"tether CPU";
+
+/// Held around every device creation (with the `vkGetDeviceProcAddr` calls that load its
+/// commands) and every device destruction of the trials.
+///
+/// The Khronos loader adds and frees the nodes of its logical-device lists in `vkCreateDevice`
+/// and `vkDestroyDevice` without a lock, while `vkGetDeviceProcAddr` walks those lists of every
+/// instance under its own lock (Vulkan-Loader issue 2018, still so in 1.4.x). The trials are
+/// threads of one process: without this lock a trial loading its device's commands while
+/// another destroys its device reads freed memory (seen with 1.3.239: SIGSEGV in
+/// `vkGetDeviceProcAddr`, in about one run in ten of a Win32 suite).
+static DEVICE_LIST: Mutex<()> = Mutex::new(());
+
+/// Takes [`DEVICE_LIST`]'s lock (see there).
+pub fn device_list_lock() -> MutexGuard<'static, ()> {
+    DEVICE_LIST.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// One debug-utils message.
 #[derive(Clone, Debug)]
@@ -205,7 +221,8 @@ pub fn entry(route: Route) -> ash::Entry {
     }
 }
 
-/// An instance on a route, its messenger, and the tether physical device.
+/// An instance on a route, its messenger, and the target's physical device (the tether device,
+/// or on [`Target::LayerOverSystem`] a system driver's).
 pub struct TestInstance {
     pub route: Route,
     pub entry: ash::Entry,
@@ -293,21 +310,44 @@ impl TestInstance {
             log,
             options,
         };
-        this.physical_device = this.find_tether_device();
+        this.physical_device = this.find_target_device();
         this
     }
 
-    fn find_tether_device(&self) -> vk::PhysicalDevice {
+    /// The physical device of the target: the tether device, or on
+    /// [`Target::LayerOverSystem`] the first device whose name contains `TETHER_TEST_DEVICE`,
+    /// else the first that is not a tether device.
+    fn find_target_device(&self) -> vk::PhysicalDevice {
         // SAFETY: a live instance.
         let devices = unsafe { self.instance.enumerate_physical_devices() }.expect("vkEnumeratePhysicalDevices");
-        devices
+        let named: Vec<(vk::PhysicalDevice, String)> = devices
             .into_iter()
-            .find(|&pd| {
+            .map(|pd| {
                 // SAFETY: a physical device of this instance.
                 let props = unsafe { self.instance.get_physical_device_properties(pd) };
-                props.device_name_as_c_str() == Ok(DEVICE_NAME)
+                let name = props
+                    .device_name_as_c_str()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (pd, name)
             })
-            .unwrap_or_else(|| panic!("no \"tether CPU\" physical device on route {}", self.route))
+            .collect();
+        let tether = DEVICE_NAME.to_string_lossy();
+        let found = match target() {
+            Target::Icd | Target::LayerOverFdIcd => named.iter().find(|(_, n)| *n == tether),
+            Target::LayerOverSystem => match std::env::var(DEVICE_ENV).ok().filter(|s| !s.is_empty()) {
+                Some(part) => named.iter().find(|(_, n)| n.contains(&part)),
+                None => named.iter().find(|(_, n)| *n != tether),
+            },
+        };
+        let names: Vec<&str> = named.iter().map(|(_, n)| n.as_str()).collect();
+        found.map(|(pd, _)| *pd).unwrap_or_else(|| {
+            panic!(
+                "no physical device for target {} on route {} among {names:?}",
+                target(),
+                self.route
+            )
+        })
     }
 
     /// The physical device's properties.
@@ -491,14 +531,21 @@ impl TestDevice {
         if features {
             info = info.push_next(&mut timeline).push_next(&mut sync2);
         }
+        let held = device_list_lock();
         // SAFETY: `info` and everything it points to outlive the call.
-        let device = unsafe { inst.instance.create_device(inst.physical_device, &info, None) }.unwrap_or_else(|e| {
-            panic!(
-                "vkCreateDevice on route {route}: {e}; messages: {:?}",
-                inst.log.snapshot()
-            )
-        });
+        let created = unsafe { inst.instance.create_device(inst.physical_device, &info, None) };
+        let device = match created {
+            Ok(device) => device,
+            Err(e) => {
+                drop(held);
+                panic!(
+                    "vkCreateDevice on route {route}: {e}; messages: {:?}",
+                    inst.log.snapshot()
+                )
+            }
+        };
         let sync2 = ash::khr::synchronization2::Device::new(&inst.instance, &device);
+        drop(held);
         let queues = (0..queue_count)
             // SAFETY: the device was created with `queue_count` queues of family 0.
             .map(|i| (unsafe { device.get_device_queue(0, i) }, Mutex::new(())))
@@ -879,6 +926,7 @@ impl TestDevice {
 
     /// A device-level command by name, through `vkGetDeviceProcAddr`.
     pub fn proc_addr(&self, name: &CStr) -> vk::PFN_vkVoidFunction {
+        let _held = device_list_lock();
         // SAFETY: a live device and a NUL-terminated name.
         unsafe {
             self.inst
@@ -913,6 +961,7 @@ impl Drop for TestDevice {
                 self.device.free_memory(b.memory, None);
             }
             self.device.destroy_command_pool(pool, None);
+            let _held = device_list_lock();
             self.device.destroy_device(None);
         }
     }

@@ -269,8 +269,10 @@ impl FdDevice {
 
     pub fn with_options(route: Route, options: Options) -> FdDevice {
         let dev = TestDevice::with_options(route, options.with_fd_extensions());
+        let held = crate::context::device_list_lock();
         let fence_fd = ash::khr::external_fence_fd::Device::new(&dev.inst.instance, &dev.device);
         let semaphore_fd = ash::khr::external_semaphore_fd::Device::new(&dev.inst.instance, &dev.device);
+        drop(held);
         FdDevice {
             exportables: Mutex::new(Exportables::default()),
             fence_fd,

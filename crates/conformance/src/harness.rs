@@ -49,6 +49,88 @@ impl std::fmt::Display for Route {
     }
 }
 
+/// What the trials talk to: the tether ICD itself, or `VK_LAYER_TETHER_win32_sync` over a driver
+/// that has only the fd handle types. Chosen once, in [`main`], before anything else runs:
+/// `TETHER_TEST_TARGET` when set, else the test binary's default; then kept in the environment
+/// so that child processes (re-executed test binaries) use the same one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// The tether ICD with every handle type (the Win32 ones its own).
+    Icd,
+    /// The loader with the layer over the tether ICD in fd-only mode (`TETHER_ICD_HANDLES=fd`):
+    /// the layer provides both Win32 extensions, as it does on a real driver.
+    LayerOverFdIcd,
+    /// The loader with the layer over the system's drivers (no `VK_DRIVER_FILES` of ours): the
+    /// first physical device that is not a tether device, or the first whose name contains
+    /// `TETHER_TEST_DEVICE`.
+    LayerOverSystem,
+}
+
+/// The variable that chooses the [`Target`].
+pub const TARGET_ENV: &str = "TETHER_TEST_TARGET";
+
+/// The variable that picks the physical device of [`Target::LayerOverSystem`] by a part of its name.
+pub const DEVICE_ENV: &str = "TETHER_TEST_DEVICE";
+
+impl Target {
+    pub const ALL: [Target; 3] = [Target::Icd, Target::LayerOverFdIcd, Target::LayerOverSystem];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Icd => "icd",
+            Target::LayerOverFdIcd => "layer-over-fd-icd",
+            Target::LayerOverSystem => "layer-over-system",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Whether the trials go through `VK_LAYER_TETHER_win32_sync`.
+    pub fn through_layer(self) -> bool {
+        self != Target::Icd
+    }
+
+    /// The routes a test that supports `routes` runs on here: all of them on the ICD; through
+    /// the layer only the loader route (the in-process and direct routes hand the driver to the
+    /// application without the loader's layer chain).
+    pub fn routes(self, routes: &'static [Route]) -> Vec<Route> {
+        if self.through_layer() {
+            routes.iter().copied().filter(|&r| r == Route::Loader).collect()
+        } else {
+            routes.to_vec()
+        }
+    }
+
+    /// The route a test that takes no route (one that starts its own processes) uses.
+    pub fn default_route(self) -> Route {
+        if self.through_layer() {
+            Route::Loader
+        } else {
+            Route::InProcess
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+static TARGET: OnceLock<Target> = OnceLock::new();
+
+/// The target of this process (the ICD when [`main`] did not choose one).
+pub fn target() -> Target {
+    *TARGET.get_or_init(|| {
+        std::env::var(TARGET_ENV)
+            .ok()
+            .and_then(|name| Target::from_name(&name))
+            .unwrap_or(Target::Icd)
+    })
+}
+
 /// Every route: semantic tests run on each.
 pub const ALL_ROUTES: &[Route] = &[Route::Loader, Route::InProcess, Route::DirectDriverLoading];
 /// Only in-process: tests that pass pointers or handles no loader or layer would survive.
@@ -101,10 +183,15 @@ pub struct Role {
 pub struct Environment {
     /// `CI=true`: a route that cannot run fails instead of being skipped.
     pub ci: bool,
+    /// What the trials talk to.
+    pub target: Target,
     /// The driver library the loader routes load (absolute), or why it was not found.
     pub icd_library: Result<PathBuf, String>,
     /// The manifest `VK_DRIVER_FILES` points at, or why it could not be written.
     pub manifest: Result<PathBuf, String>,
+    /// Through the layer: the layer library (absolute) and the directory of the generated layer
+    /// manifest that `VK_ADD_LAYER_PATH` points at, or why there is none. `Ok(None)` on the ICD.
+    pub layer: Result<Option<(PathBuf, PathBuf)>, String>,
     /// The loader could be loaded (else why not).
     pub loader: Result<(), String>,
     /// The loader offers `VK_LUNARG_direct_driver_loading` (else why not).
@@ -136,22 +223,88 @@ fn exe_dir() -> Option<PathBuf> {
     std::env::current_exe().ok()?.parent().map(Path::to_path_buf)
 }
 
-/// The `libtether_icd.so` cargo built for this profile: `TETHER_ICD_LIB` if set; else next to
-/// the test binary (`target/<profile>/deps`, where cargo puts a dependency's cdylib) or one level
-/// up (`target/<profile>`, where `cargo build` puts it).
-fn find_icd_library() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("TETHER_ICD_LIB") {
+/// A library cargo built for this profile: `$<variable>` if set; else next to the test binary
+/// (`target/<profile>/deps`, where cargo puts a dependency's cdylib) or one level up
+/// (`target/<profile>`, where `cargo build` puts it).
+fn find_library(file: &str, variable: &str) -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os(variable) {
         let path = PathBuf::from(path);
         return path
             .canonicalize()
-            .map_err(|e| format!("TETHER_ICD_LIB={}: {e}", path.display()));
+            .map_err(|e| format!("{variable}={}: {e}", path.display()));
     }
     let dir = exe_dir().ok_or("cannot find the test binary's directory")?;
-    let candidates = [dir.join("libtether_icd.so"), dir.join("../libtether_icd.so")];
+    let candidates = [dir.join(file), dir.join("..").join(file)];
     candidates
         .iter()
         .find_map(|c| c.canonicalize().ok())
-        .ok_or_else(|| format!("libtether_icd.so not found next to the test binary (looked at {candidates:?})"))
+        .ok_or_else(|| format!("{file} not found next to the test binary (looked at {candidates:?})"))
+}
+
+/// The `libtether_icd.so` of this build (`TETHER_ICD_LIB` overrides it).
+fn find_icd_library() -> Result<PathBuf, String> {
+    find_library("libtether_icd.so", "TETHER_ICD_LIB")
+}
+
+/// The `libtether_layer.so` of this build (`TETHER_LAYER_LIB` overrides it): this crate depends
+/// on `tether-layer`, so cargo builds the layer's cdylib next to the test binaries.
+fn find_layer_library() -> Result<PathBuf, String> {
+    find_library("libtether_layer.so", "TETHER_LAYER_LIB")
+}
+
+/// The manifest the project ships for the layer.
+pub fn shipped_layer_manifest() -> PathBuf {
+    workspace_root().join("manifests/tether_layer.json")
+}
+
+/// The layer's name, as its manifest gives it.
+pub const LAYER_NAME: &str = "VK_LAYER_TETHER_win32_sync";
+
+/// `target/<profile>/tether-conformance/` (or a temporary directory), where the generated
+/// manifests go.
+fn generated_dir() -> Result<PathBuf, String> {
+    let dir = exe_dir()
+        .and_then(|d| d.parent().map(Path::to_path_buf))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("tether-conformance");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Writes `text` to `path`: aside first, then renamed over (several test binaries may start at
+/// once).
+fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension(format!("json.{}", std::process::id()));
+    std::fs::write(&tmp, text).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("renaming {}: {e}", tmp.display()))
+}
+
+/// The shipped layer manifest, as this build saw it (built in, so a test binary copied to
+/// another machine needs no checkout).
+const SHIPPED_LAYER_MANIFEST: &str = include_str!("../../../manifests/tether_layer.json");
+
+/// Writes the shipped layer manifest with `library_path` replaced by `library`, alone in
+/// `target/<profile>/tether-conformance/layer/` (the directory `VK_ADD_LAYER_PATH` names).
+fn write_layer_manifest(library: &Path) -> Result<PathBuf, String> {
+    let shipped_path = shipped_layer_manifest();
+    let shipped = SHIPPED_LAYER_MANIFEST;
+    let parsed = crate::json::parse(shipped).map_err(|e| format!("{}: {e}", shipped_path.display()))?;
+    let name = parsed.path(&["layer", "name"]).and_then(|v| v.as_str());
+    if name != Some(LAYER_NAME) {
+        return Err(format!(
+            "{} names the layer {name:?}, not {LAYER_NAME}",
+            shipped_path.display()
+        ));
+    }
+    let old = parsed
+        .path(&["layer", "library_path"])
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| format!("{} has no layer.library_path", shipped_path.display()))?;
+    let text = shipped.replacen(&json_string(old), &json_string(&library.to_string_lossy()), 1);
+    let dir = generated_dir()?.join("layer");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    write_atomically(&dir.join("tether_layer.json"), &text)?;
+    Ok(dir)
 }
 
 fn json_string(s: &str) -> String {
@@ -188,16 +341,8 @@ fn write_manifest(library: &Path) -> Result<PathBuf, String> {
         json_string(&library.to_string_lossy()),
         json_string(&field(&["ICD", "api_version"], "1.2.281")),
     );
-    let dir = exe_dir()
-        .and_then(|d| d.parent().map(Path::to_path_buf))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("tether-conformance");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let path = dir.join("tether_icd.json");
-    // Several test binaries may start at once: write aside, then rename over.
-    let tmp = dir.join(format!("tether_icd.json.{}", std::process::id()));
-    std::fs::write(&tmp, text).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("renaming {}: {e}", tmp.display()))?;
+    let path = generated_dir()?.join("tether_icd.json");
+    write_atomically(&path, &text)?;
     Ok(path)
 }
 
@@ -214,21 +359,75 @@ unsafe fn set_driver_files(manifest: &Path) {
     }
 }
 
+/// Enables our layer (the manifest in `layer_dir`) on every instance, ahead of any layer the
+/// application enables, and nothing else from the environment.
+///
+/// # Safety
+/// The process must be single-threaded.
+unsafe fn set_layer(layer_dir: &Path) {
+    // SAFETY: per the function's contract nothing else touches the environment now.
+    unsafe {
+        std::env::set_var("VK_ADD_LAYER_PATH", layer_dir);
+        std::env::set_var("VK_INSTANCE_LAYERS", LAYER_NAME);
+        std::env::remove_var("VK_LOADER_LAYERS_ENABLE");
+        std::env::remove_var("VK_LOADER_LAYERS_DISABLE");
+        std::env::remove_var("TETHER_WIN32_SYNC_DISABLE");
+    }
+}
+
+/// Sets what the loader and the drivers read for `target` (see [`Target`]), and
+/// `TETHER_TEST_TARGET` for child processes.
+///
+/// # Safety
+/// The process must be single-threaded.
+unsafe fn set_target_environment(target: Target, manifest: Option<&Path>, layer_dir: Option<&Path>) {
+    // SAFETY: per the function's contract nothing else touches the environment now.
+    unsafe {
+        std::env::set_var(TARGET_ENV, target.name());
+        match target {
+            Target::Icd => std::env::remove_var("TETHER_ICD_HANDLES"),
+            Target::LayerOverFdIcd => std::env::set_var("TETHER_ICD_HANDLES", "fd"),
+            Target::LayerOverSystem => {}
+        }
+        if target != Target::LayerOverSystem
+            && let Some(manifest) = manifest
+        {
+            set_driver_files(manifest);
+        }
+        if let Some(dir) = layer_dir {
+            set_layer(dir);
+        }
+    }
+}
+
 impl Environment {
     /// Finds the driver, writes the manifest and (with `setup`) sets `VK_DRIVER_FILES`, then
     /// probes the loader.
     fn probe(setup: Option<SingleThreaded>) -> Environment {
         let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        let target = target();
         let icd_library = find_icd_library();
         let manifest = icd_library.clone().and_then(|lib| write_manifest(&lib));
-        if let (Some(SingleThreaded(())), Ok(path)) = (setup, &manifest) {
+        let layer = if target.through_layer() {
+            find_layer_library().and_then(|lib| Ok(Some((lib.clone(), write_layer_manifest(&lib)?))))
+        } else {
+            Ok(None)
+        };
+        if let Some(SingleThreaded(())) = setup {
+            let layer_dir = layer
+                .as_ref()
+                .ok()
+                .and_then(|l| l.as_ref())
+                .map(|(_, dir)| dir.as_path());
             // SAFETY: the token says the process is still single-threaded.
-            unsafe { set_driver_files(path) };
+            unsafe { set_target_environment(target, manifest.as_deref().ok(), layer_dir) };
         }
         let mut env = Environment {
             ci,
+            target,
             icd_library,
             manifest,
+            layer,
             loader: Err(String::new()),
             direct_driver_loading: Err(String::new()),
             validation_layer: false,
@@ -247,7 +446,13 @@ impl Environment {
                         entry.enumerate_instance_layer_properties().unwrap_or_default(),
                     )
                 };
-                env.direct_driver_loading = probe_direct_driver_loading(&entry, &extensions);
+                env.direct_driver_loading = if target.through_layer() {
+                    Err(format!(
+                        "not used on target {target} (the layer is reached through the loader only)"
+                    ))
+                } else {
+                    probe_direct_driver_loading(&entry, &extensions)
+                };
                 env.validation_layer = layers.iter().any(|l| l.layer_name_as_c_str() == Ok(VALIDATION_LAYER));
             }
         }
@@ -270,7 +475,11 @@ impl Environment {
                 Ok(Some(reason.clone()))
             };
         }
+        if let Err(reason) = &self.layer {
+            return Err(format!("target {}: no layer to test: {reason}", self.target));
+        }
         match route {
+            Route::Loader if self.target == Target::LayerOverSystem => Ok(None),
             Route::Loader => self.manifest.as_ref().map(|_| None).map_err(Clone::clone),
             _ => Ok(self.direct_driver_loading.as_ref().err().cloned()),
         }
@@ -376,7 +585,7 @@ fn trial(name: String, route: Option<Route>, test: Test) -> Trial {
             Ok(None) => {}
         }
         let _running = RunningGuard::new(&name);
-        let run = std::panic::catch_unwind(|| (test.run)(route.unwrap_or(Route::InProcess)));
+        let run = std::panic::catch_unwind(|| (test.run)(route.unwrap_or_else(|| target().default_route())));
         match run {
             Ok(()) => Ok(Completion::Completed),
             Err(payload) => match payload.downcast::<Skip>() {
@@ -393,6 +602,12 @@ struct Skip(String);
 /// Ends the running test as ignored with a reason (never counted as a pass).
 pub fn skip(reason: impl Into<String>) -> ! {
     std::panic::panic_any(Skip(reason.into()))
+}
+
+/// Ends the running test as ignored because the target does not support what it checks (see
+/// [`crate::limits`]): reported as `not supported on <target>: <reason>`, never as a pass.
+pub fn not_supported(reason: impl std::fmt::Display) -> ! {
+    skip(format!("not supported on {}: {reason}", target()))
 }
 
 /// Skips the test when the loader is missing (fails it instead under `CI=true`).
@@ -424,22 +639,67 @@ pub fn child_command(role: &str) -> std::process::Command {
     cmd
 }
 
-/// The test binaries' `main`. Call it first thing: it sets `VK_DRIVER_FILES` while the process
-/// is single-threaded.
+/// The test binaries' `main` on the ICD. Call it first thing: it sets `VK_DRIVER_FILES` while
+/// the process is single-threaded.
 pub fn main(roles: &[Role], tests: impl FnOnce() -> Vec<(String, Test)>) -> ExitCode {
+    main_on(Target::Icd, roles, tests)
+}
+
+/// The target `TETHER_TEST_TARGET` names, else `default`; an unknown name is an error.
+pub fn target_from_env(default: Target) -> Result<Target, String> {
+    match std::env::var(TARGET_ENV) {
+        Err(_) => Ok(default),
+        Ok(name) if name.is_empty() => Ok(default),
+        Ok(name) => Target::from_name(&name).ok_or_else(|| {
+            let known: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
+            format!("{TARGET_ENV}={name:?} is not a target (one of {known:?})")
+        }),
+    }
+}
+
+/// The trial name of a test on a route: `<route>::<test>` on the ICD, `<target>::<test>` through
+/// the layer (where the route is always the loader).
+fn trial_name(target: Target, route: Route, name: &str) -> String {
+    if target.through_layer() {
+        format!("{target}::{name}")
+    } else {
+        format!("{route}::{name}")
+    }
+}
+
+/// [`main`] on `target`. Sets up the loader's environment for it while the process is
+/// single-threaded (a child role takes the target its parent put in `TETHER_TEST_TARGET`).
+pub fn main_on(target: Target, roles: &[Role], tests: impl FnOnce() -> Vec<(String, Test)>) -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child-role") {
         let Some(role) = args.get(2).and_then(|name| roles.iter().find(|r| r.name == name)) else {
             eprintln!("unknown child role {:?}", args.get(2));
             return ExitCode::from(2);
         };
+        let target = match target_from_env(target) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        };
+        let _ = TARGET.set(target);
         let setup = role.setup_environment.then_some(SingleThreaded(()));
         let _ = ENVIRONMENT.set(Environment::probe(setup));
         let code = (role.run)(&args[3..]);
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    let _ = TARGET.set(target);
     // Nothing has started a thread yet: this is the one moment the environment may change.
     let env = Environment::probe(Some(SingleThreaded(())));
+    if target.through_layer() {
+        let layer = match &env.layer {
+            Ok(Some((lib, dir))) => format!("{} (manifest in {})", lib.display(), dir.display()),
+            Ok(None) => "none".to_string(),
+            Err(e) => format!("MISSING: {e}"),
+        };
+        eprintln!("note: target {target}: {LAYER_NAME} from {layer}, loader route only");
+    }
     for (what, status) in [
         ("loader", &env.loader),
         ("direct driver loading", &env.direct_driver_loading),
@@ -460,10 +720,15 @@ pub fn main(roles: &[Role], tests: impl FnOnce() -> Vec<(String, Test)>) -> Exit
     let mut trials = Vec::new();
     for (name, test) in tests() {
         if test.routes.is_empty() {
-            trials.push(trial(name.clone(), None, test));
+            let name = if target.through_layer() {
+                format!("{target}::{name}")
+            } else {
+                name.clone()
+            };
+            trials.push(trial(name, None, test));
         }
-        for &route in test.routes {
-            trials.push(trial(format!("{route}::{name}"), Some(route), test));
+        for route in target.routes(test.routes) {
+            trials.push(trial(trial_name(target, route, &name), Some(route), test));
         }
     }
     install_panic_hook();

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ash::vk;
 
 use crate::context::{Batch, LONG_NS, Options, TestDevice, code};
-use crate::harness::{self, Role, Route, Test};
+use crate::harness::{self, Role, Route, Target, Test};
 
 pub use crate::external::{Permanence, Transference};
 
@@ -361,8 +361,10 @@ impl Win32Device {
             ..with_win32_extensions(options)
         };
         let dev = TestDevice::with_options(route, options);
+        let held = crate::context::device_list_lock();
         let fence_win32 = ash::khr::external_fence_win32::Device::new(&dev.inst.instance, &dev.device);
         let semaphore_win32 = ash::khr::external_semaphore_win32::Device::new(&dev.inst.instance, &dev.device);
+        drop(held);
         Win32Device {
             exportables: Mutex::new(Exportables::default()),
             fence_win32,
@@ -885,6 +887,21 @@ pub fn fds_on_file(fd: BorrowedFd<'_>) -> usize {
         .count()
 }
 
+/// Whether the fds and mappings of `fd`'s file are the payload's alone, so that counting them
+/// finds leaks: a regular file (the tether payload's memfd). A driver whose payload fd is a
+/// device node it also uses for everything else (NVIDIA's `/dev/nvidiactl`) has fds and
+/// mappings of that file of its own, which come and go with other work.
+pub fn payload_file_is_private(fd: BorrowedFd<'_>) -> bool {
+    let stat = rustix::fs::fstat(fd).expect("fstat");
+    rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
+}
+
+/// What `fd` is, for messages (`/proc/self/fd` link).
+pub fn describe_fd(fd: BorrowedFd<'_>) -> String {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_or_else(|e| format!("fd {}: {e}", fd.as_raw_fd()), |p| p.display().to_string())
+}
+
 /// Whether `fd` has close-on-exec set.
 pub fn is_cloexec(fd: BorrowedFd<'_>) -> bool {
     rustix::io::fcntl_getfd(fd)
@@ -1085,11 +1102,21 @@ fn newest_mtime(path: &Path) -> Option<SystemTime> {
         .max()
 }
 
-/// The `tether-broker` of this build: `target/<profile>/tether-broker` next to the test
-/// binary's directory. Builds it (`cargo build -p tether-handles --bin tether-broker`, same
+/// The variable that names the `tether-broker` the tests use instead of this build's.
+pub const TEST_BROKER_ENV: &str = "TETHER_TEST_BROKER";
+
+/// The `tether-broker` of this build (`TETHER_TEST_BROKER` overrides it):
+/// `target/<profile>/tether-broker` next to the test binary's directory. Builds it (`cargo build -p tether-handles --bin tether-broker`, same
 /// profile and target directory) when it is missing or older than `crates/handles`, which
 /// happens when only `-p tether-conformance` was built. Err: why there is none.
 pub fn broker_binary() -> Result<PathBuf, String> {
+    // A build carried to another machine, with no cargo there, names its broker.
+    if let Some(path) = std::env::var_os(TEST_BROKER_ENV) {
+        let path = PathBuf::from(path);
+        return path
+            .canonicalize()
+            .map_err(|e| format!("{TEST_BROKER_ENV}={}: {e}", path.display()));
+    }
     let exe = std::env::current_exe().map_err(|e| format!("the test binary's path: {e}"))?;
     // target/<profile>/deps/<test binary>
     let profile_dir = exe
@@ -1166,16 +1193,30 @@ unsafe fn set_up_private_broker() {
     }
 }
 
-/// The `main` of a test binary that uses the broker: [`harness::main`] between setting up a
-/// private broker (see the module documentation) and shutting it down. A child role (started
-/// with `--child-role`) keeps the environment its parent gave it.
+/// The `main` of a test binary that uses the broker, on the target `TETHER_TEST_TARGET` names,
+/// else the ICD: see [`main_on`].
 pub fn main(roles: &[Role], tests: impl FnOnce() -> Vec<(String, Test)>) -> ExitCode {
+    main_on(Target::Icd, roles, tests)
+}
+
+/// The `main` of a test binary that uses the broker: [`harness::main_on`] between setting up a
+/// private broker (see the module documentation) and shutting it down. The target is the one
+/// `TETHER_TEST_TARGET` names, else `default_target`. A child role (started with
+/// `--child-role`) keeps the environment its parent gave it.
+pub fn main_on(default_target: Target, roles: &[Role], tests: impl FnOnce() -> Vec<(String, Test)>) -> ExitCode {
     let child = std::env::args().nth(1).as_deref() == Some("--child-role");
+    let target = match harness::target_from_env(default_target) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     if !child {
         // SAFETY: nothing has started a thread yet.
         unsafe { set_up_private_broker() };
     }
-    let code = harness::main(roles, tests);
+    let code = harness::main_on(target, roles, tests);
     if !child && let Some(dir) = PRIVATE_RUNTIME_DIR.get() {
         let _ = kill_broker(&socket_dir(dir));
         let _ = std::fs::remove_dir_all(dir);

@@ -488,6 +488,7 @@ mod chains {
             };
             let mut device = vk::Device::null();
             let i = &dev.inst.instance;
+            let held = tether_conformance::context::device_list_lock();
             if (i.fp_v1_0().create_device)(dev.inst.physical_device, &info, null(), &mut device) == vk::Result::SUCCESS
             {
                 let destroy: vk::PFN_vkDestroyDevice = std::mem::transmute(
@@ -496,6 +497,7 @@ mod chains {
                 );
                 destroy(device, null());
             }
+            drop(held);
             let info = vk::InstanceCreateInfo {
                 p_next: looped,
                 ..Default::default()

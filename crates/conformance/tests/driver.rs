@@ -536,6 +536,7 @@ mod instance {
         let info = vk::DeviceCreateInfo::default()
             .queue_create_infos(&queues)
             .enabled_extension_names(&extensions);
+        let _held = tether_conformance::context::device_list_lock();
         // SAFETY: a valid create info naming an extension nobody offers.
         let r = unsafe { inst.instance.create_device(inst.physical_device, &info, None) };
         match r {
@@ -574,6 +575,7 @@ mod instance {
         // SAFETY: a live instance, a device made on it, and a made-up fence handle (which the
         // driver reports rather than dereferences).
         unsafe {
+            let _held = tether_conformance::context::device_list_lock();
             let pd = instance.enumerate_physical_devices().unwrap()[0];
             let priorities = [1.0f32];
             let queues = [vk::DeviceQueueCreateInfo::default()

@@ -1,15 +1,25 @@
 //! Non-dispatchable handles (`VkFence`, `VkSemaphore`, ...) are keys into lock-free slabs, not
 //! pointers: a destroyed or made-up handle is found missing instead of being dereferenced.
+//!
+//! A slot owns the object's storage (a [`HostBox`], from the application's allocator when it gave
+//! one). A lookup borrows the object for as long as its [`ObjectRef`] lives; removing an object
+//! waits for the borrows of other threads to end, so the storage is always freed by the command
+//! that destroys it (see `host_memory`). Nothing may hold an `ObjectRef` across a blocking wait.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use sharded_slab::Slab;
+
+use crate::host_memory::HostBox;
 
 /// A table of live objects of one kind. Handle values are slab keys plus one (0 is
 /// `VK_NULL_HANDLE`); the slab's generation bits make a destroyed handle's value stale.
 pub struct HandleTable<T> {
-    slab: LazyLock<Slab<Arc<T>>>,
+    slab: LazyLock<Slab<HostBox<T>>>,
 }
+
+/// A live object, borrowed from its table (derefs to the object).
+pub type ObjectRef<T> = sharded_slab::Entry<'static, HostBox<T>>;
 
 impl<T: Send + Sync> HandleTable<T> {
     pub const fn new() -> Self {
@@ -18,19 +28,20 @@ impl<T: Send + Sync> HandleTable<T> {
         }
     }
 
-    /// Registers an object; `None` when the table is full.
-    pub fn insert(&self, object: Arc<T>) -> Option<u64> {
+    /// Registers an object; `None` when the table is full (the object is dropped).
+    pub fn insert(&'static self, object: HostBox<T>) -> Option<u64> {
         self.slab.insert(object).map(|key| key as u64 + 1)
     }
 
     /// The live object behind a handle value, if any.
-    pub fn get(&self, handle: u64) -> Option<Arc<T>> {
+    pub fn get(&'static self, handle: u64) -> Option<ObjectRef<T>> {
         let key = usize::try_from(handle.checked_sub(1)?).ok()?;
-        self.slab.get(key).map(|entry| Arc::clone(&entry))
+        self.slab.get(key)
     }
 
-    /// Unregisters an object and hands it back.
-    pub fn remove(&self, handle: u64) -> Option<Arc<T>> {
+    /// Unregisters an object and hands its storage back, once no other thread borrows it. The
+    /// calling thread must not hold an [`ObjectRef`] to it.
+    pub fn remove(&'static self, handle: u64) -> Option<HostBox<T>> {
         let key = usize::try_from(handle.checked_sub(1)?).ok()?;
         self.slab.take(key)
     }

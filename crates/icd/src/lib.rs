@@ -10,6 +10,7 @@
 //! | [`objects`] | instance, physical device, device, queues and their worker threads, memory, buffers, command buffers |
 //! | [`sync`] | `Fence` and `Semaphore`: a permanent payload and an optional temporary one |
 //! | [`handle_types`] | the one table of external handle types: what each object kind can export and import |
+//! | [`host_memory`] | object storage and `VkAllocationCallbacks`: what goes through the application's allocator, and how a failing one leaves nothing behind |
 //! | `tether_payload` | the payload itself: private memory or a shared memfd page, futex waits |
 //!
 //! Nothing in `objects` or `sync` is `unsafe`; raw pointers stop at `entry`.
@@ -18,6 +19,7 @@ pub mod debug;
 pub mod entry;
 pub mod handle_table;
 pub mod handle_types;
+pub mod host_memory;
 pub mod loader;
 pub mod objects;
 pub mod sync;

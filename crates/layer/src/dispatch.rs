@@ -187,7 +187,10 @@ pub struct LayerDeviceCreateInfo {
 /// to advance them in place, so the result is handed out mutable.
 pub unsafe fn find_link<T>(p_next: *const c_void, s_type: vk::StructureType) -> Option<*mut T> {
     let mut p = p_next.cast::<LayerInstanceCreateInfo>();
-    while !p.is_null() {
+    for _ in 0..MAX_CHAIN_DEPTH {
+        if p.is_null() {
+            break;
+        }
         // SAFETY: every element of a valid chain starts with sType and pNext; the function field
         // follows in the loader's structures of this sType.
         let s = unsafe { &*p };
@@ -202,13 +205,20 @@ pub unsafe fn find_link<T>(p_next: *const c_void, s_type: vk::StructureType) -> 
 // ---------------------------------------------------------------------------------------------
 // pNext chains.
 
+/// The most structures of a pNext chain the layer walks: a longer chain (in practice, a loop,
+/// which is invalid usage) is cut there, as the driver cuts it, instead of hanging the caller.
+pub const MAX_CHAIN_DEPTH: usize = 64;
+
 /// Finds a structure in a pNext chain.
 ///
 /// # Safety
 /// `p_next` is a valid chain, and a structure of `T`'s sType in it is a `T`.
 pub unsafe fn find_in_chain<'a, T: TaggedStructure>(p_next: *const c_void) -> Option<&'a T> {
     let mut p = p_next.cast::<vk::BaseInStructure<'_>>();
-    while !p.is_null() {
+    for _ in 0..MAX_CHAIN_DEPTH {
+        if p.is_null() {
+            break;
+        }
         // SAFETY: every element of a valid chain starts with sType and pNext.
         let s = unsafe { &*p };
         if s.s_type == T::STRUCTURE_TYPE {
@@ -226,7 +236,10 @@ pub unsafe fn find_in_chain<'a, T: TaggedStructure>(p_next: *const c_void) -> Op
 /// `p_next` is a valid chain.
 pub unsafe fn chain_has(p_next: *const c_void, s_type: vk::StructureType) -> bool {
     let mut p = p_next.cast::<vk::BaseInStructure<'_>>();
-    while !p.is_null() {
+    for _ in 0..MAX_CHAIN_DEPTH {
+        if p.is_null() {
+            break;
+        }
         // SAFETY: every element of a valid chain starts with sType and pNext.
         let s = unsafe { &*p };
         if s.s_type == s_type {
@@ -286,7 +299,8 @@ impl ChainCopy {
     pub unsafe fn new(p_next: *const c_void) -> ChainCopy {
         let mut nodes = Vec::new();
         let mut p = p_next.cast::<vk::BaseInStructure<'_>>();
-        while !p.is_null() {
+        // A looping chain is copied up to the depth limit and its tail left as it is.
+        while !p.is_null() && nodes.len() < MAX_CHAIN_DEPTH {
             // SAFETY: every element of a valid chain starts with sType and pNext.
             let s = unsafe { &*p };
             let Some(size) = known_size(s.s_type) else { break };

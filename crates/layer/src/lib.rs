@@ -52,9 +52,10 @@
 //!   [`submit`].
 //! * **`dwAccess`.** The ICD gives a read-only NT handle (one that can wait, not signal) when
 //!   `dwAccess` has no signal right. A driver's OPAQUE_FD cannot be restricted that way, so the
-//!   layer refuses such an NT export with `VK_ERROR_FEATURE_NOT_PRESENT` and a
-//!   `tether-layer-read-only-access` message, rather than hand out a handle with more rights than
-//!   asked for. KMT exports (which carry no access rights) still work.
+//!   layer refuses such an NT export with `VK_ERROR_TOO_MANY_OBJECTS` (of the two codes the spec
+//!   allows for `vkGet*Win32HandleKHR`, the closest) and a `tether-layer-read-only-access`
+//!   message, rather than hand out a handle with more rights than asked for. KMT exports (which
+//!   carry no access rights) still work.
 //! * **Limits.** The layer cannot check the payload kind behind an NT handle (a fence's fd
 //!   imported into a semaphore): the driver does what it does with such an fd, and its failure
 //!   becomes `VK_ERROR_INVALID_EXTERNAL_HANDLE`. Names and KMT values carry a tag, so those

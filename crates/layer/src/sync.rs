@@ -370,23 +370,31 @@ fn export_failed(dev: &DeviceData, e: &HandleError) -> vk::Result {
         .failure("tether-export-failed", &format!("Win32 export failed: {e}"), code)
 }
 
-/// The layer cannot make a read-only handle to a driver's payload (see the crate docs).
+/// The layer cannot make a read-only handle to a driver's payload (see the crate docs). Of the
+/// two codes the spec allows for `vkGet*Win32HandleKHR` (`VK_ERROR_TOO_MANY_OBJECTS`,
+/// `VK_ERROR_OUT_OF_HOST_MEMORY`), the closest: no handle of the kind asked for can be made. It
+/// is the code the ICD gives for an export name taken by another object; the message id tells
+/// the two apart.
 fn read_only_refused(dev: &DeviceData, access: u32) -> vk::Result {
     dev.reporter().failure(
         "tether-layer-read-only-access",
         &format!(
             "dwAccess {access:#x} asks for a handle that cannot signal; the layer cannot restrict a driver's OPAQUE_FD, \
-             so it refuses the NT export (export with full access, or use a KMT handle)"
+             so it refuses the NT export with VK_ERROR_TOO_MANY_OBJECTS (export with full access, or use a KMT handle)"
         ),
-        vk::Result::ERROR_FEATURE_NOT_PRESENT,
+        vk::Result::ERROR_TOO_MANY_OBJECTS,
     )
 }
 
-/// Turns a driver fd into an NT handle value: the fd itself (≥ 3, inheritable as asked).
+/// Turns a driver fd into an NT handle value: the fd itself (≥ 3, inheritable as asked). The
+/// flags are changed only when the driver's differ (one syscall fewer on the usual path: a
+/// driver's fd is close-on-exec, and most exports ask for no inheritance).
 fn into_nt_handle(fd: OwnedFd, inheritable: bool) -> std::io::Result<NtHandle> {
     if fd.as_raw_fd() >= MIN_HANDLE_FD {
         let handle = NtHandle::from(fd);
-        handle.set_inheritable(inheritable)?;
+        if handle.is_inheritable()? != inheritable {
+            handle.set_inheritable(inheritable)?;
+        }
         Ok(handle)
     } else {
         duplicate_handle(fd.as_fd(), inheritable)

@@ -54,6 +54,7 @@ mod page;
 mod state;
 mod sync_file;
 mod sync_file_export;
+mod sync_prims;
 
 #[cfg(test)]
 mod tests;
@@ -501,6 +502,21 @@ impl Payload {
     /// Flags: non-zero signals, zero resets. No effect on read-only pages and sync files.
     pub fn signal_value(&self, value: u64) {
         self.inner.signal_value(value);
+    }
+
+    /// Whether `what` holds now, without blocking and without taking anything (a
+    /// [`WaitFor::Consume`] only needs the payload signaled).
+    pub fn holds(&self, what: WaitFor) -> bool {
+        match what {
+            WaitFor::Signaled | WaitFor::Consume => self.inner.is_signaled(),
+            WaitFor::AtLeast(target) => self.inner.value() >= target,
+        }
+    }
+
+    /// A wait that does not block: whether `what` holds now; a [`WaitFor::Consume`] that holds
+    /// has taken the signal, as a completed [`Payload::wait`] would have.
+    pub fn poll(&self, what: WaitFor) -> bool {
+        self.inner.ready(what)
     }
 
     /// Blocks (in the kernel) until `what` holds or the deadline passes.

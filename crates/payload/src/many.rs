@@ -12,24 +12,41 @@
 //!   bump those),
 //!
 //! through `futex_waitv` (absolute CLOCK_MONOTONIC timeout). With no shared payload it is a plain
-//! `FUTEX_WAIT` on the epoch. Fallbacks, each waking at least every millisecond to re-check all
-//! conditions:
-//! * more than 127 distinct shared payloads (`futex_waitv` takes at most 128 words): the shared
-//!   words are cycled through in chunks of 127 (plus the epoch), one chunk per 1 ms slice;
+//! `FUTEX_WAIT` on the epoch. The waiter registers once (epoch and pages) for the whole call.
+//!
+//! **More than 127 distinct shared payloads** (`futex_waitv` takes at most 128 words): the
+//! calling thread waits on the epoch, a "fired" word and the first 126 pages' words, and hands
+//! the rest, 127 words each, to *helper threads* (a per-process pool, `tether-wait`, started on
+//! first need and kept blocked while idle), each blocked in its own `futex_waitv` on its words plus
+//! the call's "round" word. Each round the caller snapshots every sequence word, checks every
+//! condition, publishes the snapshot and bumps the round; a helper waits with that snapshot (so
+//! a change after the check makes its `futex_waitv` return at once), and when one of its words
+//! changes it bumps "fired" and wakes the caller, which checks again. The call ends by setting the
+//! round word to "done" and waking the helpers, which unregister from their pages and go back to
+//! the pool; they hold their own references to those payloads, so the caller does not wait for
+//! them. Nothing polls: every thread blocks in the kernel until something changes.
+//!
+//! Fallbacks, each waking at least every millisecond to re-check all conditions:
+//! * no helper thread can start: the shared words are cycled through in chunks of 127 (plus the
+//!   epoch), one chunk per 1 ms slice;
 //! * no `futex_waitv` (ENOSYS) or another unexpected error: `FUTEX_WAIT` on the epoch alone in
 //!   1 ms slices;
 //! * sync files in the set: 1 ms slices, the sync files being polled (zero timeout) at each
 //!   re-check; a set of only sync files is one `poll` with the remaining timeout;
-//! * a read-only mapping whose page does not say "always wake": 1 ms slices.
+//! * a read-only mapping whose page does not say "always wake": 1 ms slices (a helper holding
+//!   one fires every slice).
 
+use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::io::Errno;
 use rustix::thread::futex;
 
-use crate::state::{Access, LOCAL_EPOCH, SLICE, SyncState, futex_wait, load32, min_timeout, monotonic_after};
+use crate::state::{Access, LOCAL_EPOCH, SLICE, SyncState, WAKE_ALL, futex_wait, load32, min_timeout, monotonic_after};
+use crate::sync_prims::{AtomicU32, futex_waitv, futex_wake, waitv_entry as wait_entry};
 use crate::{Body, Deadline, Payload, WaitFor, WaitOutcome, sync_file};
 
 /// Futex words per `futex_waitv` call, the epoch included.
@@ -57,12 +74,41 @@ pub(crate) fn wait_many(
     Ok(None)
 }
 
-fn wait_entry(word: &AtomicU32, observed: u32, flags: futex::WaitFlags) -> futex::Wait {
-    let mut w = futex::Wait::new();
-    w.val = u64::from(observed);
-    w.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
-    w.flags = flags;
-    w
+/// A distinct shared page of a wait-any set.
+#[derive(Clone, Copy)]
+struct Word<'a> {
+    state: &'a SyncState,
+    access: Access,
+    payload: &'a Payload,
+}
+
+impl Word<'_> {
+    /// Needs a sliced wait: a read-only mapping nobody promises to wake.
+    fn sliced(&self) -> bool {
+        !self.access.writable && !self.state.wakes_always()
+    }
+}
+
+fn shared_word(payload: &Payload) -> Option<Word<'_>> {
+    match &payload.inner.body {
+        Body::Shared { page, .. } => Some(Word {
+            state: page.sync(),
+            access: Access {
+                shared: true,
+                writable: page.writable(),
+            },
+            payload,
+        }),
+        _ => None,
+    }
+}
+
+fn register(words: &[Word<'_>]) {
+    words.iter().filter(|w| w.access.writable).for_each(|w| w.state.register());
+}
+
+fn unregister(words: &[Word<'_>]) {
+    words.iter().filter(|w| w.access.writable).for_each(|w| w.state.unregister());
 }
 
 fn wait_any(waits: &[(&Payload, WaitFor)], deadline: Deadline) -> Result<usize, WaitOutcome> {
@@ -70,120 +116,402 @@ fn wait_any(waits: &[(&Payload, WaitFor)], deadline: Deadline) -> Result<usize, 
         // Nothing can ever become ready.
         return Err(WaitOutcome::TimedOut);
     }
-    let mut shared: Vec<(&SyncState, Access)> = Vec::new();
+    let mut shared: Vec<Word<'_>> = Vec::new();
     let mut sync_fds: Vec<BorrowedFd<'_>> = Vec::new();
     for (payload, _) in waits {
-        match &payload.inner.body {
-            Body::Private(_) => {}
-            Body::Shared { page, .. } => {
-                shared.push((
-                    page.sync(),
-                    Access {
-                        shared: true,
-                        writable: page.writable(),
-                    },
-                ));
-            }
-            Body::SyncFile(fd) => sync_fds.push(fd.as_fd()),
+        if let Some(w) = shared_word(payload) {
+            shared.push(w);
+        } else if let Body::SyncFile(fd) = &payload.inner.body {
+            sync_fds.push(fd.as_fd());
         }
     }
-    shared.sort_by_key(|(st, _)| std::ptr::from_ref(*st).addr());
-    shared.dedup_by_key(|(st, _)| std::ptr::from_ref(*st).addr());
+    shared.sort_by_key(|w| std::ptr::from_ref(w.state).addr());
+    shared.dedup_by_key(|w| std::ptr::from_ref(w.state).addr());
     let only_sync_files = sync_fds.len() == waits.len();
     let mut observed = vec![0u32; shared.len()];
-    let mut entries: Vec<futex::Wait> = Vec::with_capacity(WAITV_MAX.min(shared.len() + 1));
-    let chunks = shared.len().div_ceil(SHARED_PER_CALL).max(1);
+    // Words this thread registers on and waits for itself; helpers take the rest.
+    let mut own = shared.len();
+    let mut helpers: Option<Helped> = None;
+    let mut registered = false;
+    let mut entries: Vec<futex::Wait> = Vec::with_capacity(WAITV_MAX.min(shared.len() + 2));
     let mut next_chunk = 0usize;
 
-    loop {
-        let epoch = load32(&LOCAL_EPOCH.word);
-        for (o, (st, _)) in observed.iter_mut().zip(&shared) {
-            *o = load32(&st.seq);
+    // The page whose word woke us last, if known: checked first, before touching every page.
+    let mut hint: Option<*const SyncState> = None;
+
+    let result = loop {
+        if let Some(page) = hint.take()
+            && let Some(i) = waits.iter().position(|(payload, what)| {
+                shared_word(payload).is_some_and(|w| std::ptr::eq(w.state, page)) && payload.inner.ready(*what)
+            })
+        {
+            // A condition that holds needs no snapshot: nothing is lost by returning.
+            break Ok(i);
         }
-        for (i, (payload, what)) in waits.iter().enumerate() {
-            if payload.inner.ready(*what) {
-                return Ok(i);
-            }
+        let epoch = load32(&LOCAL_EPOCH.word);
+        let fired = helpers.as_ref().map(|h| h.call.fired.load(Ordering::Acquire));
+        for (o, w) in observed.iter_mut().zip(&shared) {
+            *o = load32(&w.state.seq);
+        }
+        if let Some(h) = &helpers {
+            h.publish(&observed[own..]);
+        }
+        if let Some(i) = waits.iter().position(|(payload, what)| payload.inner.ready(*what)) {
+            break Ok(i);
         }
         let remaining = deadline.remaining();
         if remaining == Some(Duration::ZERO) {
-            return Err(WaitOutcome::TimedOut);
+            break Err(WaitOutcome::TimedOut);
         }
         if only_sync_files {
             let _ = sync_file::poll_any(&sync_fds, remaining);
             continue;
         }
-
-        LOCAL_EPOCH.register();
-        for (st, access) in &shared {
-            if access.writable {
-                st.register();
+        let waitv = !shared.is_empty() && !NO_WAITV.load(Ordering::Relaxed);
+        if !registered {
+            if waitv && shared.len() > SHARED_PER_CALL {
+                // The caller's own words: the epoch and "fired" take two of the 128.
+                own = OWN_SHARED;
+                helpers = Helped::start(&shared[own..], &observed[own..]);
+                if helpers.is_none() {
+                    own = shared.len();
+                }
             }
+            LOCAL_EPOCH.register();
+            register(&shared[..own]);
+            registered = true;
         }
         let changed = LOCAL_EPOCH.word.load(Ordering::SeqCst) != epoch
-            || shared
+            || shared[..own]
                 .iter()
                 .zip(&observed)
-                .any(|((st, access), o)| st.recheck_seq(*access) != *o);
-        if !changed {
-            let sliced = !sync_fds.is_empty()
-                || chunks > 1
-                || shared.iter().any(|(st, access)| !access.writable && !st.wakes_always());
-            let timeout = if sliced {
-                min_timeout(remaining, SLICE)
+                .any(|(w, o)| w.state.recheck_seq(w.access) != *o);
+        if changed {
+            continue;
+        }
+        let chunks = own.div_ceil(SHARED_PER_CALL).max(1);
+        let sliced = !sync_fds.is_empty() || chunks > 1 || shared[..own].iter().any(Word::sliced);
+        let timeout = if sliced {
+            min_timeout(remaining, SLICE)
+        } else {
+            remaining
+        };
+        if !waitv {
+            let timeout = if shared.is_empty() {
+                timeout
             } else {
-                remaining
+                min_timeout(remaining, SLICE)
             };
-            if shared.is_empty() {
-                futex_wait(&LOCAL_EPOCH.word, futex::Flags::PRIVATE, epoch, timeout);
-            } else if NO_WAITV.load(Ordering::Relaxed) {
+            futex_wait(&LOCAL_EPOCH.word, futex::Flags::PRIVATE, epoch, timeout);
+            continue;
+        }
+        entries.clear();
+        entries.push(wait_entry(
+            &LOCAL_EPOCH.word,
+            epoch,
+            futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE,
+        ));
+        if let Some(h) = &mut helpers {
+            // Read before the check above; helpers started just now have not fired (nor run).
+            let fired = fired.unwrap_or_else(|| h.call.fired.load(Ordering::Acquire));
+            h.next_round();
+            entries.push(wait_entry(
+                &h.call.fired,
+                fired,
+                futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE,
+            ));
+        }
+        let chunk = next_chunk % chunks;
+        next_chunk = next_chunk.wrapping_add(1);
+        let start = chunk * SHARED_PER_CALL;
+        let end = (start + SHARED_PER_CALL).min(own);
+        let first_word = entries.len();
+        for (w, o) in shared.iter().zip(&observed).take(end).skip(start) {
+            entries.push(wait_entry(&w.state.seq, *o, w.access.waitv_flags()));
+        }
+        let abs = timeout.map(monotonic_after);
+        match futex_waitv(&entries, abs.as_ref()) {
+            Ok(i) => {
+                hint = match (i.checked_sub(first_word), &helpers) {
+                    (Some(k), _) => shared.get(start + k).map(|w| std::ptr::from_ref(w.state)),
+                    (None, Some(h)) if i == 1 => h.hint().and_then(|k| shared.get(own + k)).map(|w| std::ptr::from_ref(w.state)),
+                    _ => None,
+                };
+            }
+            Err(Errno::AGAIN | Errno::TIMEDOUT | Errno::INTR) => {}
+            Err(e) => {
+                if e == Errno::NOSYS {
+                    NO_WAITV.store(true, Ordering::Relaxed);
+                }
                 futex_wait(
                     &LOCAL_EPOCH.word,
                     futex::Flags::PRIVATE,
                     epoch,
                     min_timeout(remaining, SLICE),
                 );
-            } else {
-                let chunk = next_chunk % chunks;
-                next_chunk = next_chunk.wrapping_add(1);
-                let start = chunk * SHARED_PER_CALL;
-                let end = (start + SHARED_PER_CALL).min(shared.len());
-                entries.clear();
-                entries.push(wait_entry(
-                    &LOCAL_EPOCH.word,
-                    epoch,
-                    futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE,
-                ));
-                for ((st, access), o) in shared.iter().zip(&observed).take(end).skip(start) {
-                    entries.push(wait_entry(&st.seq, *o, access.waitv_flags()));
-                }
-                let abs = timeout.map(monotonic_after);
-                match futex::waitv(
-                    &entries,
-                    futex::WaitvFlags::empty(),
-                    abs.as_ref(),
-                    futex::ClockId::Monotonic,
-                ) {
-                    Ok(_) | Err(Errno::AGAIN | Errno::TIMEDOUT | Errno::INTR) => {}
-                    Err(e) => {
-                        if e == Errno::NOSYS {
-                            NO_WAITV.store(true, Ordering::Relaxed);
-                        }
-                        futex_wait(
-                            &LOCAL_EPOCH.word,
-                            futex::Flags::PRIVATE,
-                            epoch,
-                            min_timeout(remaining, SLICE),
-                        );
-                    }
-                }
             }
         }
-        for (st, access) in &shared {
-            if access.writable {
-                st.unregister();
-            }
-        }
+    };
+    if let Some(h) = helpers {
+        h.finish();
+    }
+    if registered {
+        unregister(&shared[..own]);
         LOCAL_EPOCH.unregister();
     }
+    result
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helper threads for wait-any sets of more than 127 shared payloads.
+
+/// Shared words the calling thread waits on itself when helpers take the rest (128 minus the
+/// epoch and the "fired" word).
+const OWN_SHARED: usize = WAITV_MAX - 2;
+/// Shared words per helper (128 minus the call's round word).
+const HELPER_SHARED: usize = WAITV_MAX - 1;
+/// The round value that ends a call.
+const DONE: u32 = u32::MAX;
+
+/// What a wait-any call with helpers shares with them.
+struct Call {
+    /// The caller stores the next round (after publishing `observed`); [`DONE`] ends the call.
+    /// Helpers wait on it too.
+    round: AtomicU32,
+    /// A helper bumps it, and wakes the caller, when one of its words changed.
+    fired: AtomicU32,
+    /// The page (index in `pages`, plus 1) whose word woke the helper that fired last; 0 when
+    /// unknown.
+    hint: AtomicU32,
+    /// The helpers' pages, kept alive for them: a helper may still be blocked on them when the
+    /// caller has returned.
+    pages: Vec<Payload>,
+    /// Per page: the sequence value the caller saw before its last check of the conditions.
+    observed: Vec<AtomicU32>,
+}
+
+/// The helpers of one call.
+struct Helped {
+    call: Arc<Call>,
+    helpers: Vec<Arc<Helper>>,
+    /// Whether the helpers have their jobs (else they are still the caller's, idle).
+    handed: bool,
+}
+
+impl Helped {
+    /// Takes (or starts) enough helpers for `words`; `None` if a thread cannot start.
+    fn start(words: &[Word<'_>], observed: &[u32]) -> Option<Helped> {
+        let helpers = take_helpers(words.len().div_ceil(HELPER_SHARED))?;
+        let call = Arc::new(Call {
+            round: AtomicU32::new(0),
+            fired: AtomicU32::new(0),
+            hint: AtomicU32::new(0),
+            pages: words.iter().map(|w| w.payload.clone()).collect(),
+            observed: observed.iter().map(|&o| AtomicU32::new(o)).collect(),
+        });
+        Some(Helped {
+            call,
+            helpers,
+            handed: false,
+        })
+    }
+
+    /// Publishes the caller's snapshot of the helpers' words (before it checks the conditions).
+    fn publish(&self, observed: &[u32]) {
+        for (a, &o) in self.call.observed.iter().zip(observed) {
+            a.store(o, Ordering::Relaxed);
+        }
+    }
+
+    /// The page (index among the helpers' pages) the last firing helper was woken by, if it
+    /// knows; taken.
+    fn hint(&self) -> Option<usize> {
+        (self.call.hint.swap(0, Ordering::Relaxed) as usize).checked_sub(1)
+    }
+
+    /// Starts a round: the helpers wait with the snapshot just published.
+    fn next_round(&mut self) {
+        let mut round = self.call.round.load(Ordering::Relaxed).wrapping_add(1);
+        if round == DONE || round == 0 {
+            round = 1;
+        }
+        // Release: a helper that sees the round sees the snapshot.
+        self.call.round.store(round, Ordering::Release);
+        if self.handed {
+            futex_wake(&self.call.round, futex::Flags::PRIVATE, WAKE_ALL);
+            return;
+        }
+        let n = self.call.pages.len();
+        for (k, helper) in self.helpers.iter().enumerate() {
+            let start = k * HELPER_SHARED;
+            helper.give(Job {
+                call: Arc::clone(&self.call),
+                range: start..(start + HELPER_SHARED).min(n),
+            });
+        }
+        self.handed = true;
+    }
+
+    /// Ends the call: the helpers unregister and go back to the pool on their own.
+    fn finish(self) {
+        if self.handed {
+            self.call.round.store(DONE, Ordering::Release);
+            futex_wake(&self.call.round, futex::Flags::PRIVATE, WAKE_ALL);
+        } else {
+            give_back(self.helpers);
+        }
+    }
+}
+
+/// A helper's part of a call: `call.pages[range]`.
+struct Job {
+    call: Arc<Call>,
+    range: Range<usize>,
+}
+
+/// One pooled helper thread.
+struct Helper {
+    /// Bumped when a job is handed over; the idle thread waits on it.
+    handoff: AtomicU32,
+    job: Mutex<Option<Job>>,
+}
+
+impl Helper {
+    fn give(&self, job: Job) {
+        *self.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
+        self.handoff.fetch_add(1, Ordering::Release);
+        futex_wake(&self.handoff, futex::Flags::PRIVATE, 1);
+    }
+
+    fn take_job(&self) -> Option<Job> {
+        self.job.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Idle helpers, and the process they belong to (after `fork` the child has none of the
+/// threads: the list is dropped).
+static POOL: Mutex<(u32, Vec<Arc<Helper>>)> = Mutex::new((0, Vec::new()));
+
+fn pool() -> std::sync::MutexGuard<'static, (u32, Vec<Arc<Helper>>)> {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = rustix::process::getpid().as_raw_nonzero().get().unsigned_abs();
+    if pool.0 != pid {
+        // Another process's list (we were forked): those threads do not exist here.
+        std::mem::forget(std::mem::take(&mut pool.1));
+        pool.0 = pid;
+    }
+    pool
+}
+
+fn give_back(helpers: Vec<Arc<Helper>>) {
+    pool().1.extend(helpers);
+}
+
+/// `n` idle helpers, new threads started as needed; `None` (and nothing taken) if one cannot
+/// start.
+fn take_helpers(n: usize) -> Option<Vec<Arc<Helper>>> {
+    let mut got = {
+        let mut pool = pool();
+        let keep = pool.1.len().saturating_sub(n);
+        pool.1.split_off(keep)
+    };
+    while got.len() < n {
+        let helper = Arc::new(Helper {
+            handoff: AtomicU32::new(0),
+            job: Mutex::new(None),
+        });
+        let theirs = Arc::clone(&helper);
+        match std::thread::Builder::new()
+            .name("tether-wait".into())
+            .stack_size(64 * 1024)
+            .spawn(move || run_helper(&theirs))
+        {
+            Ok(_) => got.push(helper),
+            Err(_) => {
+                give_back(got);
+                return None;
+            }
+        }
+    }
+    Some(got)
+}
+
+fn run_helper(helper: &Arc<Helper>) {
+    loop {
+        let seen = helper.handoff.load(Ordering::Acquire);
+        match helper.take_job() {
+            Some(job) => {
+                run_job(&job.call, job.range.clone());
+                // Its payload references go before it is available again.
+                drop(job);
+                pool().1.push(Arc::clone(helper));
+            }
+            None => futex_wait(&helper.handoff, futex::Flags::PRIVATE, seen, None),
+        }
+    }
+}
+
+/// Waits on `call.pages[range]` round after round until the call is done.
+fn run_job(call: &Call, range: Range<usize>) {
+    let (Some(pages), Some(observed)) = (call.pages.get(range.clone()), call.observed.get(range.clone())) else {
+        return;
+    };
+    let words: Vec<Word<'_>> = pages.iter().filter_map(shared_word).collect();
+    register(&words);
+    let sliced = words.iter().any(Word::sliced);
+    let mut entries: Vec<futex::Wait> = Vec::with_capacity(words.len() + 1);
+    let mut armed = 0u32;
+    let mut fired = false;
+    loop {
+        let round = call.round.load(Ordering::Acquire);
+        if round == DONE {
+            break;
+        }
+        if round != armed {
+            armed = round;
+            fired = false;
+            entries.clear();
+            entries.push(wait_entry(
+                &call.round,
+                round,
+                futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE,
+            ));
+            for (w, o) in words.iter().zip(observed) {
+                entries.push(wait_entry(&w.state.seq, o.load(Ordering::Relaxed), w.access.waitv_flags()));
+            }
+        }
+        if fired {
+            // Told the caller; wait for its next round (or the end).
+            futex_wait(&call.round, futex::Flags::PRIVATE, round, None);
+            continue;
+        }
+        let abs = sliced.then(|| monotonic_after(SLICE));
+        let woke = futex_waitv(&entries, abs.as_ref());
+        if call.round.load(Ordering::Acquire) != round {
+            continue;
+        }
+        match woke {
+            // The round word without a new round, or a signal: wait again.
+            Ok(0) | Err(Errno::INTR) => continue,
+            // A word changed.
+            Ok(i) => {
+                let page = range.start + i - 1;
+                call.hint.store(u32::try_from(page + 1).unwrap_or(0), Ordering::Relaxed);
+            }
+            // A word differed already, or a sliced wait's slice is over.
+            Err(Errno::AGAIN | Errno::TIMEDOUT) => {}
+            // Unexpected: let the caller check once a slice, rather than spin.
+            Err(_) => futex_wait(&call.round, futex::Flags::PRIVATE, round, Some(SLICE)),
+        }
+        fired = true;
+        call.fired.fetch_add(1, Ordering::Release);
+        futex_wake(&call.fired, futex::Flags::PRIVATE, 1);
+    }
+    unregister(&words);
+}
+
+/// Idle helper threads in this process (for tests).
+#[cfg(test)]
+pub(crate) fn idle_helpers() -> usize {
+    pool().1.len()
 }

@@ -30,13 +30,14 @@ use std::io;
 use std::mem::{offset_of, size_of};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 
 use rustix::fs::{FileType, MemfdFlags, Mode, OFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::state::{SyncState, WAKE_ALWAYS, load32};
+use crate::sync_prims::AtomicU32;
 use crate::{Body, DeviceIdentity, ImportError, Inner, PayloadKind};
 
 pub(crate) const PAGE_SIZE: usize = 4096;
@@ -62,6 +63,8 @@ pub(crate) struct PageLayout {
 
 pub(crate) const LAYOUT_SIZE: u32 = 80;
 
+// Under loom the atomics are loom's (bigger, and never mapped: pages cannot be made there).
+#[cfg(not(loom))]
 const _: () = {
     assert!(offset_of!(PageLayout, version) == 8);
     assert!(offset_of!(PageLayout, kind) == 12);
@@ -270,6 +273,9 @@ fn key_of(st: &rustix::fs::Stat, writable: bool) -> CacheKey {
 
 /// A new sealed page holding a payload.
 pub(crate) fn create(kind: PayloadKind, initial: u64, owner: &DeviceIdentity) -> io::Result<Arc<Inner>> {
+    if cfg!(loom) {
+        return Err(io::Error::other("shared pages are not modelled under loom"));
+    }
     let fd = rustix::fs::memfd_create(MEMFD_NAME, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
     rustix::fs::ftruncate(&fd, PAGE_SIZE as u64)?;
     let st = rustix::fs::fstat(&fd)?;
@@ -287,6 +293,9 @@ pub(crate) fn create(kind: PayloadKind, initial: u64, owner: &DeviceIdentity) ->
 
 /// Checks and maps (or finds the existing mapping of) the page behind `fd`.
 pub(crate) fn import(fd: BorrowedFd<'_>, identity: &DeviceIdentity) -> Result<Arc<Inner>, ImportError> {
+    if cfg!(loom) {
+        return Err(ImportError::NotAPayload("shared pages are not modelled under loom".into()));
+    }
     // Seals first: once SHRINK|GROW|SEAL are in place the size checked below cannot change.
     let seals = rustix::fs::fcntl_get_seals(fd)
         .map_err(|e| ImportError::NotAPayload(format!("cannot read seals ({e}); not a sealed memfd")))?;

@@ -8,11 +8,12 @@
 //! from a hostile peer) can only cause a spurious wake-up or a missed one, and every kernel wait
 //! is bounded by the caller's deadline.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rustix::thread::futex;
 
+use crate::sync_prims::{AtomicU32, AtomicU64, fence, futex_wake, store_load_barrier};
 use crate::{Deadline, WaitOutcome};
 
 /// Bit of the waiter word that says "waiters that cannot register may exist (read-only
@@ -25,7 +26,7 @@ pub(crate) const WAKE_ALWAYS: u32 = 1 << 31;
 pub(crate) const SLICE: Duration = Duration::from_millis(1);
 
 /// `FUTEX_WAKE` takes an `int` count.
-const WAKE_ALL: u32 = i32::MAX as u32;
+pub(crate) const WAKE_ALL: u32 = i32::MAX as u32;
 
 /// The value, the futex sequence word and the waiter count. `#[repr(C)]` because it is part of
 /// the shared page layout (value at +0, sequence at +8, waiters at +12; 16 bytes, align 8).
@@ -93,8 +94,9 @@ impl SyncState {
     /// epoch. Only called on writable states.
     pub(crate) fn publish(&self, access: Access) {
         self.seq.fetch_add(1, Ordering::SeqCst);
+        store_load_barrier();
         if self.waiters.load(Ordering::SeqCst) != 0 {
-            let _ = futex::wake(&self.seq, access.futex_flags(), WAKE_ALL);
+            futex_wake(&self.seq, access.futex_flags(), WAKE_ALL);
         }
         LOCAL_EPOCH.bump();
     }
@@ -102,6 +104,7 @@ impl SyncState {
     /// Registers this thread as a waiter (writable states only).
     pub(crate) fn register(&self) {
         self.waiters.fetch_add(1, Ordering::SeqCst);
+        store_load_barrier();
     }
 
     pub(crate) fn unregister(&self) {
@@ -162,8 +165,7 @@ pub(crate) fn min_timeout(remaining: Option<Duration>, slice: Duration) -> Optio
 /// `FUTEX_WAIT` with a relative timeout; every error (EAGAIN, EINTR, ETIMEDOUT) is a normal
 /// return and the caller re-checks.
 pub(crate) fn futex_wait(word: &AtomicU32, flags: futex::Flags, observed: u32, timeout: Option<Duration>) {
-    let ts = timeout.map(duration_to_timespec);
-    let _ = futex::wait(word, flags, observed, ts.as_ref());
+    crate::sync_prims::futex_wait(word, flags, observed, timeout);
 }
 
 pub(crate) fn duration_to_timespec(d: Duration) -> rustix::time::Timespec {
@@ -197,22 +199,34 @@ pub(crate) struct LocalEpoch {
     waiters: AtomicU32,
 }
 
+#[cfg(not(loom))]
 pub(crate) static LOCAL_EPOCH: LocalEpoch = LocalEpoch {
     word: AtomicU32::new(0),
     waiters: AtomicU32::new(0),
 };
 
+// Loom's atomics are not `const`; each model execution gets a fresh epoch.
+#[cfg(loom)]
+loom::lazy_static! {
+    pub(crate) static ref LOCAL_EPOCH: LocalEpoch = LocalEpoch {
+        word: AtomicU32::new(0),
+        waiters: AtomicU32::new(0),
+    };
+}
+
 impl LocalEpoch {
     #[inline]
     fn bump(&self) {
         self.word.fetch_add(1, Ordering::SeqCst);
+        store_load_barrier();
         if self.waiters.load(Ordering::SeqCst) != 0 {
-            let _ = futex::wake(&self.word, futex::Flags::PRIVATE, WAKE_ALL);
+            futex_wake(&self.word, futex::Flags::PRIVATE, WAKE_ALL);
         }
     }
 
     pub(crate) fn register(&self) {
         self.waiters.fetch_add(1, Ordering::SeqCst);
+        store_load_barrier();
     }
 
     pub(crate) fn unregister(&self) {

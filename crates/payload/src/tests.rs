@@ -719,6 +719,78 @@ fn wait_many_foreign_signals() {
     drop(t.join().unwrap());
 }
 
+/// More than 127 shared payloads: the words past the caller's own 126 go to helper threads.
+/// A foreign signal of any page wakes the wait at once (no 1 ms cycling), in the caller's chunk
+/// or in a helper's, also when it lands while the helpers are being set up; the helpers go back
+/// to the pool afterwards; a timeout still times out.
+#[test]
+fn wait_many_1024_shared_helpers() {
+    let payloads: Vec<Payload> = (0..1024)
+        .map(|_| Payload::new_shared(PayloadKind::Fence, 0, &ID).unwrap())
+        .collect();
+    let set: Vec<(&Payload, WaitFor)> = payloads.iter().map(|p| (p, WaitFor::Signaled)).collect();
+    assert_eq!(wait_many(&set, true, ms(20)), Err(WaitOutcome::TimedOut));
+    for (target, delay_ms) in [(0usize, 30u64), (125, 30), (126, 30), (700, 30), (1023, 30), (1023, 0), (500, 1)] {
+        let map = RawMap::new(payloads[target].share_fd().unwrap());
+        let t = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(delay_ms));
+            map.foreign_signal(1);
+            (map, Instant::now())
+        });
+        assert_eq!(wait_many(&set, true, long()), Ok(Some(target)), "page {target}");
+        let returned = Instant::now();
+        let (map, signaled) = t.join().unwrap();
+        assert!(
+            returned.duration_since(signaled) < Duration::from_millis(500),
+            "page {target}: woken {:?} after the signal",
+            returned.duration_since(signaled)
+        );
+        map.foreign_signal(0);
+        assert!(!payloads[target].is_signaled());
+    }
+    // The helpers unregister and go back to the pool on their own.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while many::idle_helpers() < 7 || payloads.iter().any(|p| waiters_of(p) != 0) {
+        assert!(Instant::now() < deadline, "helpers did not finish");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The registered waiter count of a shared page.
+fn waiters_of(p: &Payload) -> u32 {
+    match &p.inner.body {
+        Body::Shared { page, .. } => page.sync().waiters.load(Ordering::SeqCst) & !state::WAKE_ALWAYS,
+        _ => 0,
+    }
+}
+
+/// A wait-any over 1024 shared payloads blocks without burning CPU: this process's CPU time
+/// over 300 ms blocked stays under 1% of it (helpers and caller all blocked in the kernel).
+#[test]
+fn wait_many_1024_shared_blocks_quietly() {
+    let payloads: Vec<Payload> = (0..1024)
+        .map(|_| Payload::new_shared(PayloadKind::Fence, 0, &ID).unwrap())
+        .collect();
+    let set: Vec<(&Payload, WaitFor)> = payloads.iter().map(|p| (p, WaitFor::Signaled)).collect();
+    let cpu = || {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    };
+    let process_cpu = || {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    };
+    // Warm the pool, then measure a blocked wait that times out.
+    assert_eq!(wait_many(&set, true, ms(10)), Err(WaitOutcome::TimedOut));
+    let (t0, p0, start) = (cpu(), process_cpu(), Instant::now());
+    assert_eq!(wait_many(&set, true, ms(300)), Err(WaitOutcome::TimedOut));
+    let (used, wall) = (cpu() - t0, start.elapsed());
+    let process = process_cpu() - p0;
+    assert!(used < wall / 100, "the waiting thread used {used:?} of {wall:?}");
+    // Other tests run in this process too: only a loose bound for the whole process.
+    assert!(process < wall / 2, "the process used {process:?} of {wall:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Child processes
 
@@ -883,4 +955,40 @@ fn payload_is_send_and_sync() {
     check::<Payload>();
     let p = Payload::new_shared(PayloadKind::Fence, 1, &ID).unwrap();
     assert!(format!("{p:?}").contains("Fence"));
+}
+
+#[test]
+#[ignore]
+fn tmp_latency_probe() {
+    for n in [1usize, 100, 200, 1024] {
+        let payloads: Vec<Payload> = (0..n).map(|_| Payload::new_shared(PayloadKind::Fence, 0, &ID).unwrap()).collect();
+        let set: Vec<(&Payload, WaitFor)> = payloads.iter().map(|p| (p, WaitFor::Signaled)).collect();
+        let map = Arc::new(RawMap::new(payloads[n - 1].share_fd().unwrap()));
+        let go = Arc::new(AtomicU32::new(0));
+        let stamp = Arc::new(AtomicU64::new(0));
+        let base = Instant::now();
+        let (m2, g2, s2) = (map.clone(), go.clone(), stamp.clone());
+        let t = thread::spawn(move || {
+            for i in 1..=300u32 {
+                while g2.load(Ordering::Acquire) != i {
+                    let _ = rustix::thread::futex::wait(&*g2, rustix::thread::futex::Flags::PRIVATE, i - 1, None);
+                }
+                thread::sleep(Duration::from_micros(300));
+                s2.store(base.elapsed().as_nanos() as u64, Ordering::SeqCst);
+                m2.foreign_signal(1);
+            }
+        });
+        let mut lat = Vec::new();
+        for i in 1..=300u32 {
+            go.store(i, Ordering::Release);
+            let _ = rustix::thread::futex::wake(&*go, rustix::thread::futex::Flags::PRIVATE, 1);
+            assert_eq!(wait_many(&set, true, long()), Ok(Some(n - 1)));
+            let ret = base.elapsed().as_nanos() as u64;
+            lat.push(ret - stamp.load(Ordering::SeqCst));
+            map.foreign_signal(0);
+        }
+        t.join().unwrap();
+        lat.sort();
+        eprintln!("n={n}: p50 {} ns p90 {} ns", lat[lat.len() / 2], lat[lat.len() * 9 / 10]);
+    }
 }

@@ -8,19 +8,21 @@ use ash::vk;
 use ash::vk::Handle;
 
 use super::queue::command_buffer;
-use super::sync::{destroy, lookup, publish};
+use super::sync::{OBJECT, destroy, lookup, publish};
 use super::{VkResult, device, guard, guard_or, input, input_slice, result};
 use crate::handle_table::{BUFFERS, COMMAND_POOLS, EVENTS, Owner};
+use crate::host_memory::{HostBox, OUT_OF_HOST_MEMORY};
 use crate::objects::Dispatchable;
 use crate::objects::command::{Command, CommandBuffer, CommandPool, RecordingState};
-use crate::sync::event::Event;
+use crate::objects::memory::BoundBuffer;
+use tether_payload::Payload;
 
 /// # Safety
 /// Per `vkCreateCommandPool`.
 pub unsafe extern "system" fn create_command_pool(
     device: vk::Device,
     info: *const vk::CommandPoolCreateInfo<'_>,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
     out: *mut vk::CommandPool,
 ) -> vk::Result {
     guard(|| {
@@ -36,24 +38,39 @@ pub unsafe extern "system" fn create_command_pool(
                 );
                 return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
             }
+            // SAFETY: `pAllocator` is NULL or valid per valid usage.
+            let allocator = unsafe { super::child_allocator(dev, allocator) };
+            let storage = allocator.reserve(OBJECT)?;
             let pool = CommandPool {
                 device_id: dev.id,
                 flags: info.flags,
+                allocator: allocator.inherited(),
                 buffers: Default::default(),
             };
             // SAFETY: writable output per valid usage.
-            unsafe { publish(&COMMAND_POOLS, pool, out) }
+            unsafe { publish(&COMMAND_POOLS, storage.write(pool), out) }
         })())
     })
 }
 
-/// Frees a command buffer made by `allocate_command_buffers`.
+/// Frees a command buffer made by `allocate_command_buffers` (through its pool's allocator).
 ///
 /// # Safety
-/// `address` must come from `Box::into_raw` in `allocate_command_buffers` and be freed once.
+/// `address` must come from `HostBox::into_raw` in `allocate_command_buffers` and be freed once.
 unsafe fn free_command_buffer(address: usize) {
     // SAFETY: per the caller's contract.
-    drop(unsafe { Box::from_raw(address as *mut Dispatchable<CommandBuffer>) });
+    drop(unsafe { HostBox::from_raw(address as *mut Dispatchable<CommandBuffer>) });
+}
+
+/// The pool's command buffers go with it.
+impl Drop for CommandPool {
+    fn drop(&mut self) {
+        for address in std::mem::take(self.buffers.get_mut().unwrap_or_else(|e| e.into_inner())) {
+            // SAFETY: the pool owned these command buffers; they are freed once, here, by the
+            // command that destroys the pool.
+            unsafe { free_command_buffer(address) };
+        }
+    }
 }
 
 /// # Safety
@@ -61,23 +78,18 @@ unsafe fn free_command_buffer(address: usize) {
 pub unsafe extern "system" fn destroy_command_pool(
     device: vk::Device,
     pool: vk::CommandPool,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
 ) {
     guard_or((), || {
-        let Some(pool_obj) = COMMAND_POOLS.get(pool.as_raw()) else {
-            return;
-        };
-        destroy(
-            &COMMAND_POOLS,
-            device,
-            pool.as_raw(),
-            "VUID-vkDestroyCommandPool-commandPool-parameter",
-        );
-        if COMMAND_POOLS.get(pool.as_raw()).is_none() {
-            for address in std::mem::take(&mut *pool_obj.buffers.lock().unwrap_or_else(|e| e.into_inner())) {
-                // SAFETY: the pool owned these command buffers; they are freed once, here.
-                unsafe { free_command_buffer(address) };
-            }
+        // SAFETY: `pAllocator` is NULL or valid per valid usage.
+        unsafe {
+            destroy(
+                &COMMAND_POOLS,
+                device,
+                pool.as_raw(),
+                allocator,
+                "VUID-vkDestroyCommandPool-commandPool-parameter",
+            )
         }
     })
 }
@@ -146,15 +158,37 @@ pub unsafe extern "system" fn allocate_command_buffers(
             if out.is_null() && info.command_buffer_count > 0 {
                 return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
             }
+            let count = info.command_buffer_count as usize;
             let mut buffers = pool.buffers.lock().unwrap_or_else(|e| e.into_inner());
-            for i in 0..info.command_buffer_count as usize {
-                let cb = Dispatchable::new(CommandBuffer::new(
-                    dev.id,
-                    info.command_pool.as_raw(),
-                    Arc::clone(&dev.debug),
-                ));
-                let address = Box::into_raw(cb) as usize;
-                buffers.push(address);
+            let start = buffers.len();
+            let made = buffers
+                .try_reserve(count)
+                .map_err(|_| OUT_OF_HOST_MEMORY)
+                .and_then(|()| {
+                    (0..count).try_for_each(|_| {
+                        let cb = Dispatchable::new(CommandBuffer::new(
+                            dev.id,
+                            info.command_pool.as_raw(),
+                            Arc::clone(&dev.debug),
+                        ));
+                        let cb = HostBox::new_in(cb, pool.allocator, OBJECT)?;
+                        buffers.push(HostBox::into_raw(cb) as usize);
+                        Ok(())
+                    })
+                });
+            if let Err(e) = made {
+                // The spec: free what this command made, and set every output handle to NULL.
+                for address in buffers.drain(start..) {
+                    // SAFETY: made just above by this command; freed once, here.
+                    unsafe { free_command_buffer(address) };
+                }
+                for i in 0..count {
+                    // SAFETY: `pCommandBuffers` has room for `commandBufferCount` handles.
+                    unsafe { out.add(i).write(vk::CommandBuffer::null()) };
+                }
+                return Err(e);
+            }
+            for (i, &address) in buffers[start..].iter().enumerate() {
                 // SAFETY: `pCommandBuffers` has room for `commandBufferCount` handles.
                 unsafe { out.add(i).write(vk::CommandBuffer::from_raw(address as u64)) };
             }
@@ -312,13 +346,14 @@ pub unsafe extern "system" fn cmd_copy_buffer(
     // SAFETY: valid handle and array per valid usage.
     unsafe {
         record(handle, |cb| {
-            let src = lookup(&BUFFERS, cb, src.as_raw(), "VUID-vkCmdCopyBuffer-srcBuffer-parameter")?;
-            let dst = lookup(&BUFFERS, cb, dst.as_raw(), "VUID-vkCmdCopyBuffer-dstBuffer-parameter")?;
-            let regions = input_slice(regions, count)
-                .ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?
-                .to_vec();
+            let src = bound(cb, src, "VUID-vkCmdCopyBuffer-srcBuffer-parameter")?;
+            let dst = bound(cb, dst, "VUID-vkCmdCopyBuffer-dstBuffer-parameter")?;
+            let regions = input_slice(regions, count).ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let regions = copy_to_vec(regions)?;
             for r in &regions {
-                if src.resolve(r.src_offset, r.size).is_none() || dst.resolve(r.dst_offset, r.size).is_none() {
+                let in_range =
+                    |b: &Option<BoundBuffer>, offset| b.as_ref().is_some_and(|b| b.resolve(offset, r.size).is_some());
+                if !in_range(&src, r.src_offset) || !in_range(&dst, r.dst_offset) {
                     return Err(invalid(
                         cb,
                         "VUID-vkCmdCopyBuffer-size-00115",
@@ -326,6 +361,9 @@ pub unsafe extern "system" fn cmd_copy_buffer(
                     ));
                 }
             }
+            let (Some(src), Some(dst)) = (src, dst) else {
+                return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
+            };
             Ok(Command::CopyBuffer { src, dst, regions })
         })
     }
@@ -343,19 +381,22 @@ pub unsafe extern "system" fn cmd_fill_buffer(
     // SAFETY: valid handle per valid usage.
     unsafe {
         record(handle, |cb| {
-            let dst = lookup(&BUFFERS, cb, dst.as_raw(), "VUID-vkCmdFillBuffer-dstBuffer-parameter")?;
+            let buffer = lookup(&BUFFERS, cb, dst.as_raw(), "VUID-vkCmdFillBuffer-dstBuffer-parameter")?;
             let size = if size == vk::WHOLE_SIZE {
-                dst.size.saturating_sub(offset) & !3
+                buffer.size.saturating_sub(offset) & !3
             } else {
                 size
             };
-            if offset % 4 != 0 || size % 4 != 0 || dst.resolve(offset, size).is_none() {
+            let dst = buffer.bound();
+            drop(buffer);
+            let Some(dst) = dst.filter(|d| offset % 4 == 0 && size % 4 == 0 && d.resolve(offset, size).is_some())
+            else {
                 return Err(invalid(
                     cb,
                     "VUID-vkCmdFillBuffer-dstOffset-00024",
-                    "the fill range is unaligned or outside the buffer",
+                    "the fill range is unaligned or outside the buffer, or the buffer is unbound",
                 ));
-            }
+            };
             Ok(Command::FillBuffer {
                 dst,
                 offset,
@@ -378,17 +419,17 @@ pub unsafe extern "system" fn cmd_update_buffer(
     // SAFETY: valid handle and data per valid usage.
     unsafe {
         record(handle, |cb| {
-            let dst = lookup(&BUFFERS, cb, dst.as_raw(), "VUID-vkCmdUpdateBuffer-dstBuffer-parameter")?;
-            if offset % 4 != 0 || size % 4 != 0 || size == 0 || size > 65536 || dst.resolve(offset, size).is_none() {
+            let dst = bound(cb, dst, "VUID-vkCmdUpdateBuffer-dstBuffer-parameter")?;
+            let fits = offset % 4 == 0 && size % 4 == 0 && size != 0 && size <= 65536;
+            let Some(dst) = dst.filter(|d| fits && d.resolve(offset, size).is_some()) else {
                 return Err(invalid(
                     cb,
                     "VUID-vkCmdUpdateBuffer-dataSize-00037",
-                    "the update is unaligned, too large, or outside the buffer",
+                    "the update is unaligned, too large, or outside the buffer, or the buffer is unbound",
                 ));
-            }
-            let bytes = input_slice(data.cast::<u8>(), size as u32)
-                .ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?
-                .to_vec();
+            };
+            let bytes = input_slice(data.cast::<u8>(), size as u32).ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let bytes = copy_to_vec(bytes)?;
             Ok(Command::UpdateBuffer { dst, offset, bytes })
         })
     }
@@ -417,8 +458,22 @@ pub unsafe extern "system" fn cmd_pipeline_barrier(
 /// Per `vkCmdPipelineBarrier2`.
 pub unsafe extern "system" fn cmd_pipeline_barrier2(_cb: vk::CommandBuffer, _info: *const vk::DependencyInfo<'_>) {}
 
-fn event(cb: &CommandBuffer, handle: vk::Event, vuid: &str) -> VkResult<Arc<Event>> {
-    lookup(&EVENTS, cb, handle.as_raw(), vuid)
+/// An event's payload: what a recorded command keeps of it.
+fn event(cb: &CommandBuffer, handle: vk::Event, vuid: &str) -> VkResult<Payload> {
+    lookup(&EVENTS, cb, handle.as_raw(), vuid).map(|e| e.payload.clone())
+}
+
+/// A buffer's bound memory range (`None` while unbound): what a recorded command keeps of it.
+fn bound(cb: &CommandBuffer, handle: vk::Buffer, vuid: &str) -> VkResult<Option<BoundBuffer>> {
+    lookup(&BUFFERS, cb, handle.as_raw(), vuid).map(|b| b.bound())
+}
+
+/// An application's array, copied for a recorded command (fallibly: its size is the
+/// application's).
+fn copy_to_vec<T: Copy>(items: &[T]) -> VkResult<Vec<T>> {
+    let mut v = crate::host_memory::try_vec(items.len())?;
+    v.extend_from_slice(items);
+    Ok(v)
 }
 
 /// # Safety
@@ -482,9 +537,11 @@ pub unsafe extern "system" fn cmd_reset_event2(
 }
 
 fn wait_events(cb: &CommandBuffer, events: &[vk::Event], vuid: &str) -> VkResult<Command> {
-    Ok(Command::WaitEvents(
-        events.iter().map(|e| event(cb, *e, vuid)).collect::<VkResult<_>>()?,
-    ))
+    let mut payloads = crate::host_memory::try_vec(events.len())?;
+    for e in events {
+        payloads.push(event(cb, *e, vuid)?);
+    }
+    Ok(Command::WaitEvents(payloads))
 }
 
 /// # Safety

@@ -6,33 +6,43 @@ use std::sync::{Arc, Weak};
 use ash::vk;
 use ash::vk::Handle;
 
-use super::{dispatchable, guard, guard_or, input, result, write_out};
+use super::{VkResult, dispatchable, guard, guard_or, input, result, write_out};
 use crate::debug::{DebugReporter, Messenger};
 use crate::handle_table::HandleTable;
+use crate::host_memory::{HostAllocator, HostBox, OUT_OF_HOST_MEMORY};
 use crate::objects::instance::Instance;
 
-/// Which instance's reporter each messenger handle belongs to.
+/// Which instance's reporter each messenger handle belongs to (the messenger's storage).
 static MESSENGERS: HandleTable<Weak<DebugReporter>> = HandleTable::new();
 
-/// Registers a messenger with a reporter; returns its handle value.
-pub fn register(reporter: &Arc<DebugReporter>, info: &vk::DebugUtilsMessengerCreateInfoEXT<'_>) -> Option<u64> {
-    let handle = MESSENGERS.insert(Arc::new(Arc::downgrade(reporter)))?;
-    match Messenger::from_create_info(handle, info) {
-        Some(m) => reporter.add(m),
-        None => {
-            MESSENGERS.remove(handle);
-            return None;
-        }
+/// Registers a messenger with a reporter, its storage from `allocator`; returns its handle
+/// value.
+pub fn register(
+    reporter: &Arc<DebugReporter>,
+    info: &vk::DebugUtilsMessengerCreateInfoEXT<'_>,
+    allocator: HostAllocator,
+) -> VkResult<u64> {
+    if info.pfn_user_callback.is_none() {
+        return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
     }
-    Some(handle)
+    let storage = HostBox::new_in(Arc::downgrade(reporter), allocator, vk::SystemAllocationScope::OBJECT)?;
+    let handle = MESSENGERS.insert(storage).ok_or(OUT_OF_HOST_MEMORY)?;
+    if let Some(m) = Messenger::from_create_info(handle, info) {
+        reporter.add(m);
+    }
+    Ok(handle)
 }
 
-pub fn unregister(handle: u64) {
-    if let Some(owner) = MESSENGERS.remove(handle)
-        && let Some(reporter) = owner.upgrade()
-    {
+/// Unregisters a messenger and frees its storage through `given` (the destroy's `pAllocator`).
+/// Returns false when `given` does not match how it was created.
+pub fn unregister(handle: u64, given: HostAllocator) -> bool {
+    let Some(owner) = MESSENGERS.remove(handle) else {
+        return true;
+    };
+    if let Some(reporter) = owner.upgrade() {
         reporter.remove(handle);
     }
+    HostBox::destroy(owner, given)
 }
 
 /// # Safety
@@ -40,7 +50,7 @@ pub fn unregister(handle: u64) {
 pub unsafe extern "system" fn create_messenger(
     instance: vk::Instance,
     info: *const vk::DebugUtilsMessengerCreateInfoEXT<'_>,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
     out: *mut vk::DebugUtilsMessengerEXT,
 ) -> vk::Result {
     guard(|| {
@@ -50,9 +60,13 @@ pub unsafe extern "system" fn create_messenger(
                 .ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
             // SAFETY: as above.
             let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
-            let handle = register(&inst.debug, info).ok_or(vk::Result::ERROR_OUT_OF_HOST_MEMORY)?;
+            // SAFETY: `pAllocator` is NULL or valid per valid usage.
+            let allocator = unsafe { HostAllocator::from_ptr(allocator) }.or(inst.allocator);
+            let handle = register(&inst.debug, info, allocator)?;
             // SAFETY: writable output per valid usage.
-            unsafe { write_out(out, vk::DebugUtilsMessengerEXT::from_raw(handle)) }
+            unsafe { write_out(out, vk::DebugUtilsMessengerEXT::from_raw(handle)) }.inspect_err(|_| {
+                unregister(handle, allocator);
+            })
         })())
     })
 }
@@ -60,11 +74,20 @@ pub unsafe extern "system" fn create_messenger(
 /// # Safety
 /// Per `vkDestroyDebugUtilsMessengerEXT`.
 pub unsafe extern "system" fn destroy_messenger(
-    _instance: vk::Instance,
+    instance: vk::Instance,
     messenger: vk::DebugUtilsMessengerEXT,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
 ) {
-    guard_or((), || unregister(messenger.as_raw()))
+    guard_or((), || {
+        // SAFETY: `pAllocator` is NULL or valid per valid usage.
+        let given = unsafe { HostAllocator::from_ptr(allocator) };
+        if !unregister(messenger.as_raw(), given)
+            // SAFETY: a live instance per valid usage.
+            && let Some(inst) = unsafe { dispatchable::<Instance>(instance.as_raw()) }
+        {
+            super::allocator_mismatch(&inst.debug, "VkDebugUtilsMessengerEXT");
+        }
+    })
 }
 
 /// # Safety

@@ -6,6 +6,7 @@ use ash::vk;
 use ash::vk::Handle;
 
 use super::{VkResult, chain, guard, guard_or, input, input_slice, result, write_out};
+use crate::host_memory::{HostAllocator, HostBox, try_vec};
 use crate::objects::Dispatchable;
 use crate::objects::device::Device;
 use crate::objects::extensions::{self, DEVICE_EXTENSIONS, ExtensionSet};
@@ -128,7 +129,7 @@ unsafe fn enabled_features(pd: &PhysicalDevice, info: &vk::DeviceCreateInfo<'_>)
 pub unsafe extern "system" fn create_device(
     physical_device: vk::PhysicalDevice,
     info: *const vk::DeviceCreateInfo<'_>,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
     out: *mut vk::Device,
 ) -> vk::Result {
     guard(|| {
@@ -158,21 +159,28 @@ pub unsafe extern "system" fn create_device(
             // SAFETY: `pQueueCreateInfos` holds `queueCreateInfoCount` structures.
             let queue_infos = unsafe { input_slice(info.p_queue_create_infos, info.queue_create_info_count) }
                 .ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
+            let bad_queue = |q: &vk::DeviceQueueCreateInfo<'_>| {
+                q.queue_family_index != 0 || q.queue_count == 0 || q.queue_count > QUEUE_COUNT
+            };
+            if queue_infos.len() > 1 || queue_infos.iter().any(bad_queue) {
+                pd.debug.validation(
+                    "VUID-VkDeviceQueueCreateInfo-queueCount-00382",
+                    "the device has one queue family (index 0) of 4 queues, requested once",
+                );
+                return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
+            }
+            // Storage first: the device's, then each queue's, each before its worker thread.
+            // SAFETY: `pAllocator` is NULL or valid per valid usage.
+            let allocator = unsafe { HostAllocator::from_ptr(allocator) }.or(pd.instance_allocator);
+            let storage = allocator.reserve::<Dispatchable<Device>>(vk::SystemAllocationScope::DEVICE)?;
             let id = Device::next_id();
-            let mut queues = Vec::new();
+            let mut queues = try_vec(queue_infos.first().map_or(0, |q| q.queue_count as usize))?;
             for q in queue_infos {
-                if q.queue_family_index != 0 || q.queue_count == 0 || q.queue_count > QUEUE_COUNT || !queues.is_empty()
-                {
-                    pd.debug.validation(
-                        "VUID-VkDeviceQueueCreateInfo-queueCount-00382",
-                        "the device has one queue family (index 0) of 4 queues, requested once",
-                    );
-                    return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
-                }
                 for index in 0..q.queue_count {
+                    let slot = allocator.reserve(vk::SystemAllocationScope::DEVICE)?;
                     let queue = Queue::new(id, 0, index, q.flags, pd.debug.clone())
                         .map_err(|_| vk::Result::ERROR_OUT_OF_HOST_MEMORY)?;
-                    queues.push(Dispatchable::new(queue));
+                    queues.push(slot.write(Dispatchable::new(queue)));
                 }
             }
             let device = Device {
@@ -184,12 +192,13 @@ pub unsafe extern "system" fn create_device(
                 timeline_semaphores: features.timeline_semaphores,
                 synchronization2: features.synchronization2,
                 queues,
+                allocator: allocator.inherited(),
             };
-            let raw = Box::into_raw(Dispatchable::new(device));
+            let raw = HostBox::into_raw(storage.write(Dispatchable::new(device)));
             // SAFETY: writable output per valid usage.
             unsafe { write_out(out, vk::Device::from_raw(raw as u64)) }.inspect_err(|_| {
-                // SAFETY: `raw` was just leaked from a Box and never shared.
-                drop(unsafe { Box::from_raw(raw) });
+                // SAFETY: `raw` was just made by `into_raw` and never shared.
+                drop(unsafe { HostBox::from_raw(raw) });
             })
         })())
     })
@@ -197,12 +206,20 @@ pub unsafe extern "system" fn create_device(
 
 /// # Safety
 /// Per `vkDestroyDevice`.
-pub unsafe extern "system" fn destroy_device(device: vk::Device, _allocator: *const vk::AllocationCallbacks<'_>) {
+pub unsafe extern "system" fn destroy_device(device: vk::Device, allocator: *const vk::AllocationCallbacks<'_>) {
     guard_or((), || {
         let raw = device.as_raw() as usize as *mut Dispatchable<Device>;
-        if !raw.is_null() {
-            // SAFETY: created by `create_device`, destroyed once per valid usage.
-            drop(unsafe { Box::from_raw(raw) });
+        if raw.is_null() {
+            return;
+        }
+        // SAFETY: created by `create_device`, destroyed once per valid usage.
+        let mut device = unsafe { HostBox::from_raw(raw) };
+        // SAFETY: `pAllocator` is NULL or valid per valid usage.
+        let given = unsafe { HostAllocator::from_ptr(allocator) };
+        let debug = std::sync::Arc::clone(&device.object.debug);
+        let queues_ok = device.object.destroy_queues(given);
+        if !(HostBox::destroy(device, given) && queues_ok) {
+            super::allocator_mismatch(&debug, "VkDevice");
         }
     })
 }

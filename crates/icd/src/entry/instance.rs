@@ -16,6 +16,7 @@ use crate::debug::{DebugReporter, Messenger};
 /// The handle value of messengers chained into `VkInstanceCreateInfo` (they have no handle).
 const CREATE_TIME_MESSENGER: u64 = 0;
 use crate::handle_types::{self, ObjectKind};
+use crate::host_memory::{HostAllocator, HostBox};
 use crate::objects::Dispatchable;
 use crate::objects::extensions::{self, DEVICE_EXTENSIONS, ExtensionSet, INSTANCE_EXTENSIONS};
 use crate::objects::instance::Instance;
@@ -25,7 +26,7 @@ use crate::objects::physical_device::{API_VERSION, IDENTITY, PhysicalDevice};
 /// Per `vkCreateInstance`.
 pub unsafe extern "system" fn create_instance(
     info: *const vk::InstanceCreateInfo<'_>,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
     out: *mut vk::Instance,
 ) -> vk::Result {
     guard(|| {
@@ -51,8 +52,11 @@ pub unsafe extern "system" fn create_instance(
             }
             // SAFETY: `pApplicationInfo` is NULL or valid.
             let app_api_version = unsafe { input(info.p_application_info) }.map_or(0, |a| a.api_version);
+            // SAFETY: `pAllocator` is NULL or valid per valid usage.
+            let allocator = unsafe { HostAllocator::from_ptr(allocator) };
+            let storage = allocator.reserve::<Dispatchable<Instance>>(vk::SystemAllocationScope::INSTANCE)?;
             let debug = Arc::new(DebugReporter::default());
-            let mut instance = Instance::new(enabled, app_api_version, Arc::clone(&debug));
+            let mut instance = Instance::new(enabled, app_api_version, Arc::clone(&debug), allocator);
             // SAFETY: the create info's chain is valid.
             for s in unsafe { chain(info.p_next) } {
                 if s.s_type == vk::StructureType::DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT {
@@ -66,11 +70,11 @@ pub unsafe extern "system" fn create_instance(
                     }
                 }
             }
-            let raw = Box::into_raw(Dispatchable::new(instance));
+            let raw = HostBox::into_raw(storage.write(Dispatchable::new(instance)));
             // SAFETY: `out` is a writable handle per valid usage.
             unsafe { write_out(out, vk::Instance::from_raw(raw as u64)) }.inspect_err(|_| {
-                // SAFETY: `raw` was just leaked from a Box and never shared.
-                drop(unsafe { Box::from_raw(raw) });
+                // SAFETY: `raw` was just made by `into_raw` and never shared.
+                drop(unsafe { HostBox::from_raw(raw) });
             })?;
             // Chained messengers cover vkCreateInstance and vkDestroyInstance only.
             debug.remove(CREATE_TIME_MESSENGER);
@@ -81,17 +85,22 @@ pub unsafe extern "system" fn create_instance(
 
 /// # Safety
 /// Per `vkDestroyInstance`.
-pub unsafe extern "system" fn destroy_instance(instance: vk::Instance, _allocator: *const vk::AllocationCallbacks<'_>) {
+pub unsafe extern "system" fn destroy_instance(instance: vk::Instance, allocator: *const vk::AllocationCallbacks<'_>) {
     guard_or((), || {
         let raw = instance.as_raw() as usize as *mut Dispatchable<Instance>;
         if raw.is_null() {
             return;
         }
         // SAFETY: the instance was created by `create_instance` and is destroyed once.
-        let instance = unsafe { Box::from_raw(raw) };
+        let instance = unsafe { HostBox::from_raw(raw) };
         // Messengers chained into the create info hear vkDestroyInstance again.
         for m in &instance.object.create_time_messengers {
             instance.object.debug.add(*m);
+        }
+        let debug = Arc::clone(&instance.object.debug);
+        // SAFETY: `pAllocator` is NULL or valid per valid usage.
+        if !HostBox::destroy(instance, unsafe { HostAllocator::from_ptr(allocator) }) {
+            super::allocator_mismatch(&debug, "VkInstance");
         }
     })
 }
@@ -148,7 +157,7 @@ unsafe fn instance_ref<'a>(instance: vk::Instance) -> VkResult<&'a Instance> {
 }
 
 fn physical_device_handle(instance: &Instance) -> vk::PhysicalDevice {
-    vk::PhysicalDevice::from_raw(&*instance.physical_device as *const Dispatchable<PhysicalDevice> as u64)
+    vk::PhysicalDevice::from_raw(&instance.physical_device as *const Dispatchable<PhysicalDevice> as u64)
 }
 
 /// # Safety

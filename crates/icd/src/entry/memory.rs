@@ -6,11 +6,11 @@ use std::sync::Arc;
 use ash::vk;
 use ash::vk::Handle;
 
-use super::sync::{destroy, lookup, publish};
+use super::sync::{OBJECT, destroy, lookup, publish};
 use super::{VkResult, device, guard, guard_or, input, input_slice, result, write_out};
 use crate::handle_table::{BUFFERS, MEMORIES};
 use crate::objects::device::Device;
-use crate::objects::memory::{Buffer, Memory, buffer_requirements};
+use crate::objects::memory::{Buffer, Mapping, Memory, buffer_requirements};
 use crate::objects::physical_device::MAX_ALLOCATION_SIZE;
 
 /// # Safety
@@ -18,7 +18,7 @@ use crate::objects::physical_device::MAX_ALLOCATION_SIZE;
 pub unsafe extern "system" fn allocate_memory(
     device: vk::Device,
     info: *const vk::MemoryAllocateInfo<'_>,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
     out: *mut vk::DeviceMemory,
 ) -> vk::Result {
     guard(|| {
@@ -37,10 +37,16 @@ pub unsafe extern "system" fn allocate_memory(
             if info.allocation_size == 0 || info.allocation_size > MAX_ALLOCATION_SIZE {
                 return Err(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY);
             }
-            let memory =
-                Memory::allocate(dev.id, info.allocation_size).ok_or(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY)?;
+            // SAFETY: `pAllocator` is NULL or valid per valid usage.
+            let storage = unsafe { super::child_allocator(dev, allocator) }.reserve(OBJECT)?;
+            let mapping = Mapping::new(info.allocation_size).ok_or(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY)?;
+            let memory = Memory {
+                device_id: dev.id,
+                size: info.allocation_size,
+                mapping: Arc::new(mapping),
+            };
             // SAFETY: writable output per valid usage.
-            unsafe { publish(&MEMORIES, memory, out) }
+            unsafe { publish(&MEMORIES, storage.write(memory), out) }
         })())
     })
 }
@@ -50,10 +56,19 @@ pub unsafe extern "system" fn allocate_memory(
 pub unsafe extern "system" fn free_memory(
     device: vk::Device,
     memory: vk::DeviceMemory,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
 ) {
     guard_or((), || {
-        destroy(&MEMORIES, device, memory.as_raw(), "VUID-vkFreeMemory-memory-parameter")
+        // SAFETY: `pAllocator` is NULL or valid per valid usage.
+        unsafe {
+            destroy(
+                &MEMORIES,
+                device,
+                memory.as_raw(),
+                allocator,
+                "VUID-vkFreeMemory-memory-parameter",
+            )
+        }
     })
 }
 
@@ -81,7 +96,10 @@ pub unsafe extern "system" fn map_memory(
                 );
                 return Err(vk::Result::ERROR_MEMORY_MAP_FAILED);
             }
-            let ptr = memory.host_pointer(offset).ok_or(vk::Result::ERROR_MEMORY_MAP_FAILED)?;
+            let ptr = memory
+                .mapping
+                .host_pointer(offset)
+                .ok_or(vk::Result::ERROR_MEMORY_MAP_FAILED)?;
             // SAFETY: writable output per valid usage. The mapping stays valid while the memory
             // object lives, which is the application's to ensure.
             unsafe { write_out(out, ptr.cast::<c_void>()) }
@@ -125,7 +143,7 @@ pub unsafe extern "system" fn get_device_memory_commitment(
 pub unsafe extern "system" fn create_buffer(
     device: vk::Device,
     info: *const vk::BufferCreateInfo<'_>,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
     out: *mut vk::Buffer,
 ) -> vk::Result {
     guard(|| {
@@ -152,8 +170,10 @@ pub unsafe extern "system" fn create_buffer(
                 usage: info.usage,
                 binding: Default::default(),
             };
+            // SAFETY: `pAllocator` is NULL or valid per valid usage.
+            let storage = unsafe { super::child_allocator(dev, allocator) }.reserve(OBJECT)?;
             // SAFETY: writable output per valid usage.
-            unsafe { publish(&BUFFERS, buffer, out) }
+            unsafe { publish(&BUFFERS, storage.write(buffer), out) }
         })())
     })
 }
@@ -163,15 +183,19 @@ pub unsafe extern "system" fn create_buffer(
 pub unsafe extern "system" fn destroy_buffer(
     device: vk::Device,
     buffer: vk::Buffer,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
 ) {
     guard_or((), || {
-        destroy(
-            &BUFFERS,
-            device,
-            buffer.as_raw(),
-            "VUID-vkDestroyBuffer-buffer-parameter",
-        )
+        // SAFETY: `pAllocator` is NULL or valid per valid usage.
+        unsafe {
+            destroy(
+                &BUFFERS,
+                device,
+                buffer.as_raw(),
+                allocator,
+                "VUID-vkDestroyBuffer-buffer-parameter",
+            )
+        }
     })
 }
 
@@ -196,7 +220,7 @@ fn bind(dev: &Device, buffer: vk::Buffer, memory: vk::DeviceMemory, offset: u64)
         );
         return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
     }
-    if buffer.binding.set((Arc::clone(&memory), offset)).is_err() {
+    if buffer.binding.set((Arc::clone(&memory.mapping), offset)).is_err() {
         dev.debug.validation(
             "VUID-vkBindBufferMemory-buffer-07459",
             "the buffer is already bound to memory",

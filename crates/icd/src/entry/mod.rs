@@ -30,8 +30,30 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use ash::vk;
 use ash::vk::Handle;
 
+use crate::host_memory::HostAllocator;
 use crate::objects::Dispatchable;
 use crate::objects::device::Device;
+
+/// The allocator for a new child of `dev`: the command's `pAllocator`, else the device's (which
+/// is the instance's when the device has none).
+///
+/// # Safety
+/// `callbacks` must be NULL or a valid `VkAllocationCallbacks`.
+pub unsafe fn child_allocator(dev: &Device, callbacks: *const vk::AllocationCallbacks<'_>) -> HostAllocator {
+    // SAFETY: per the caller's contract.
+    unsafe { HostAllocator::from_ptr(callbacks) }.or(dev.allocator)
+}
+
+/// Reports a destroy command whose `pAllocator` does not match the object's creation (one NULL,
+/// the other not); the storage went back to the allocator it came from.
+pub fn allocator_mismatch(debug: &crate::debug::DebugReporter, kind: &str) {
+    debug.validation(
+        "tether-destroy-allocator-mismatch",
+        &format!(
+            "a {kind} must be destroyed with VkAllocationCallbacks compatible with those it was created with (none if none were given); its memory was freed through the allocator it came from"
+        ),
+    );
+}
 
 /// The longest pNext chain we walk; longer ones (or loops) are cut here.
 pub const MAX_CHAIN_DEPTH: usize = 64;

@@ -8,7 +8,7 @@ use ash::vk::Handle;
 
 use super::sync::lookup;
 use super::{VkResult, dispatchable, find_in_chain, guard, input_slice, result};
-use crate::handle_table::{FENCES, SEMAPHORES};
+use crate::handle_table::{FENCES, ObjectRef, SEMAPHORES};
 use crate::objects::command::{CommandBuffer, RecordingState};
 use crate::objects::queue::{Batch, BatchSignal, BatchWait, Queue};
 use crate::sync::semaphore::{OpValues, Semaphore, SemaphoreType};
@@ -90,7 +90,7 @@ fn build_batches(q: &Queue, descs: Vec<SubmitDesc>, fence: vk::Fence) -> VkResul
                 .map(|(semaphore, values)| {
                     let (payload, what) = semaphore.payload_for_wait(values);
                     BatchWait {
-                        semaphore,
+                        pending: Arc::clone(&semaphore.pending),
                         payload,
                         what,
                     }
@@ -103,7 +103,7 @@ fn build_batches(q: &Queue, descs: Vec<SubmitDesc>, fence: vk::Fence) -> VkResul
                     let payload = semaphore.slot.active();
                     let value = values.for_payload(payload.kind());
                     BatchSignal {
-                        semaphore,
+                        pending: Arc::clone(&semaphore.pending),
                         payload,
                         value,
                     }
@@ -118,7 +118,7 @@ fn build_batches(q: &Queue, descs: Vec<SubmitDesc>, fence: vk::Fence) -> VkResul
         }
         let payload = fence.slot.active();
         if let Some(last) = batches.last_mut() {
-            last.fence = Some((fence, payload));
+            last.fence = Some((Arc::clone(&fence.pending), payload));
         }
     }
     Ok(batches)
@@ -129,7 +129,7 @@ fn resolve_semaphores(
     q: &Queue,
     ops: &[(vk::Semaphore, OpValues)],
     missing_value_vuid: &str,
-) -> VkResult<Vec<(Arc<Semaphore>, OpValues)>> {
+) -> VkResult<Vec<(ObjectRef<Semaphore>, OpValues)>> {
     ops.iter()
         .map(|(handle, values)| {
             let semaphore = lookup(

@@ -1,15 +1,14 @@
 //! Fences, semaphores and events: creation, host signals, resets, status and host waits.
 
-use std::sync::Arc;
-
 use ash::vk;
 use ash::vk::Handle;
 use tether_payload::{Deadline, Payload, PayloadKind, WaitFor, WaitOutcome, wait_many};
 
 use super::external_win32;
 use super::{VkResult, device, find_in_chain, guard, guard_or, input, input_slice, result, write_out};
-use crate::handle_table::{DeviceChild, EVENTS, FENCES, HandleTable, Owner, SEMAPHORES};
+use crate::handle_table::{DeviceChild, EVENTS, FENCES, HandleTable, ObjectRef, Owner, SEMAPHORES};
 use crate::handle_types::ObjectKind;
+use crate::host_memory::{HostAllocator, HostBox};
 use crate::objects::device::Device;
 use crate::objects::physical_device::IDENTITY;
 use crate::sync::event::Event;
@@ -17,8 +16,16 @@ use crate::sync::fence::Fence;
 use crate::sync::semaphore::{Semaphore, SemaphoreType};
 use tether_handles::Win32Exports;
 
+/// The allocation scope of every non-dispatchable object's storage.
+pub const OBJECT: vk::SystemAllocationScope = vk::SystemAllocationScope::OBJECT;
+
 /// The live object behind a handle, made on `dev`; a validation error otherwise.
-pub fn lookup<T: DeviceChild>(table: &HandleTable<T>, owner: &impl Owner, handle: u64, vuid: &str) -> VkResult<Arc<T>> {
+pub fn lookup<T: DeviceChild>(
+    table: &'static HandleTable<T>,
+    owner: &impl Owner,
+    handle: u64,
+    vuid: &str,
+) -> VkResult<ObjectRef<T>> {
     match table.get(handle) {
         Some(object) if object.device_id() == owner.owner_id() => Ok(object),
         Some(_) => {
@@ -36,14 +43,16 @@ pub fn lookup<T: DeviceChild>(table: &HandleTable<T>, owner: &impl Owner, handle
     }
 }
 
-/// Registers a new object and writes its handle.
+/// Registers a new object (in the storage its create command reserved) and writes its handle.
 ///
 /// # Safety
 /// `out` must be NULL or writable.
-pub unsafe fn publish<T: DeviceChild, H: Handle>(table: &HandleTable<T>, object: T, out: *mut H) -> VkResult<()> {
-    let handle = table
-        .insert(Arc::new(object))
-        .ok_or(vk::Result::ERROR_OUT_OF_HOST_MEMORY)?;
+pub unsafe fn publish<T: DeviceChild, H: Handle>(
+    table: &'static HandleTable<T>,
+    object: HostBox<T>,
+    out: *mut H,
+) -> VkResult<()> {
+    let handle = table.insert(object).ok_or(vk::Result::ERROR_OUT_OF_HOST_MEMORY)?;
     // SAFETY: per the caller's contract.
     unsafe { write_out(out, H::from_raw(handle)) }.inspect_err(|_| {
         table.remove(handle);
@@ -64,7 +73,7 @@ fn new_payload(kind: PayloadKind, initial: u64, exportable: bool) -> VkResult<Pa
 pub unsafe extern "system" fn create_fence(
     device: vk::Device,
     info: *const vk::FenceCreateInfo<'_>,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
     out: *mut vk::Fence,
 ) -> vk::Result {
     guard(|| {
@@ -115,11 +124,13 @@ pub unsafe extern "system" fn create_fence(
                 }
                 _ => Default::default(),
             };
+            // SAFETY: `pAllocator` is NULL or valid per valid usage.
+            let storage = unsafe { super::child_allocator(dev, allocator) }.reserve(OBJECT)?;
             let signaled = info.flags.contains(vk::FenceCreateFlags::SIGNALED);
             let payload = new_payload(PayloadKind::Fence, 0, !export_types.is_empty())?;
             let fence = Fence::new(dev.id, signaled, export_types, payload, Win32Exports::new(win32));
             // SAFETY: writable output per valid usage.
-            unsafe { publish(&FENCES, fence, out) }
+            unsafe { publish(&FENCES, storage.write(fence), out) }
         })())
     })
 }
@@ -129,16 +140,35 @@ pub unsafe extern "system" fn create_fence(
 pub unsafe extern "system" fn destroy_fence(
     device: vk::Device,
     fence: vk::Fence,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
 ) {
     guard_or((), || {
-        destroy(&FENCES, device, fence.as_raw(), "VUID-vkDestroyFence-fence-parameter")
+        // SAFETY: `pAllocator` is NULL or valid per valid usage.
+        unsafe {
+            destroy(
+                &FENCES,
+                device,
+                fence.as_raw(),
+                allocator,
+                "VUID-vkDestroyFence-fence-parameter",
+            )
+        }
     })
 }
 
-/// Unregisters an object (NULL is a no-op); objects still referenced by queued work live on
-/// until it finishes.
-pub fn destroy<T: DeviceChild>(table: &HandleTable<T>, device: vk::Device, handle: u64, vuid: &str) {
+/// Unregisters an object (NULL is a no-op) and frees its storage through the command's
+/// `pAllocator`; what queued work or recorded commands still use of it (payloads, pending
+/// counters, memory mappings) lives on until they finish.
+///
+/// # Safety
+/// `allocator` must be NULL or a valid `VkAllocationCallbacks`.
+pub unsafe fn destroy<T: DeviceChild>(
+    table: &'static HandleTable<T>,
+    device: vk::Device,
+    handle: u64,
+    allocator: *const vk::AllocationCallbacks<'_>,
+    vuid: &str,
+) {
     if handle == 0 {
         return;
     }
@@ -146,8 +176,14 @@ pub fn destroy<T: DeviceChild>(table: &HandleTable<T>, device: vk::Device, handl
     let Ok(dev) = (unsafe { self::device(device) }) else {
         return;
     };
-    if lookup(table, dev, handle, vuid).is_ok() {
-        table.remove(handle);
+    // The lookup's borrow ends with this statement: `remove` waits for borrows to end.
+    let ours = lookup(table, dev, handle, vuid).is_ok();
+    if let Some(object) = table.remove(handle).filter(|_| ours) {
+        // SAFETY: per the caller's contract.
+        let given = unsafe { HostAllocator::from_ptr(allocator) };
+        if !HostBox::destroy(object, given) {
+            super::allocator_mismatch(&dev.debug, T::KIND);
+        }
     }
 }
 
@@ -246,7 +282,7 @@ pub unsafe extern "system" fn wait_for_fences(
 pub unsafe extern "system" fn create_semaphore(
     device: vk::Device,
     info: *const vk::SemaphoreCreateInfo<'_>,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
     out: *mut vk::Semaphore,
 ) -> vk::Result {
     guard(|| {
@@ -318,7 +354,6 @@ pub unsafe extern "system" fn create_semaphore(
                 SemaphoreType::Binary => PayloadKind::BinarySemaphore,
                 SemaphoreType::Timeline => PayloadKind::Timeline,
             };
-            let payload = new_payload(payload_kind, initial, !export_types.is_empty())?;
             // SAFETY: the chain is valid.
             let win32 = match unsafe { find_in_chain::<vk::ExportSemaphoreWin32HandleInfoKHR<'_>>(info.p_next) } {
                 Some(w) if !export_types.is_empty() => {
@@ -335,14 +370,12 @@ pub unsafe extern "system" fn create_semaphore(
                 }
                 _ => Default::default(),
             };
+            // SAFETY: `pAllocator` is NULL or valid per valid usage.
+            let storage = unsafe { super::child_allocator(dev, allocator) }.reserve(OBJECT)?;
+            let payload = new_payload(payload_kind, initial, !export_types.is_empty())?;
+            let semaphore = Semaphore::new(dev.id, semaphore_type, export_types, payload, Win32Exports::new(win32));
             // SAFETY: writable output per valid usage.
-            unsafe {
-                publish(
-                    &SEMAPHORES,
-                    Semaphore::new(dev.id, semaphore_type, export_types, payload, Win32Exports::new(win32)),
-                    out,
-                )
-            }
+            unsafe { publish(&SEMAPHORES, storage.write(semaphore), out) }
         })())
     })
 }
@@ -352,20 +385,24 @@ pub unsafe extern "system" fn create_semaphore(
 pub unsafe extern "system" fn destroy_semaphore(
     device: vk::Device,
     semaphore: vk::Semaphore,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
 ) {
     guard_or((), || {
-        destroy(
-            &SEMAPHORES,
-            device,
-            semaphore.as_raw(),
-            "VUID-vkDestroySemaphore-semaphore-parameter",
-        )
+        // SAFETY: `pAllocator` is NULL or valid per valid usage.
+        unsafe {
+            destroy(
+                &SEMAPHORES,
+                device,
+                semaphore.as_raw(),
+                allocator,
+                "VUID-vkDestroySemaphore-semaphore-parameter",
+            )
+        }
     })
 }
 
 /// A timeline semaphore for a host operation; a validation error for a binary one.
-fn timeline(dev: &Device, handle: vk::Semaphore, vuid: &str) -> VkResult<Arc<Semaphore>> {
+fn timeline(dev: &Device, handle: vk::Semaphore, vuid: &str) -> VkResult<ObjectRef<Semaphore>> {
     let semaphore = lookup(&SEMAPHORES, dev, handle.as_raw(), vuid)?;
     if semaphore.semaphore_type != SemaphoreType::Timeline {
         dev.debug.validation(vuid, "the semaphore must be a timeline semaphore");
@@ -471,7 +508,7 @@ pub unsafe extern "system" fn get_semaphore_counter_value(
 pub unsafe extern "system" fn create_event(
     device: vk::Device,
     info: *const vk::EventCreateInfo<'_>,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
     out: *mut vk::Event,
 ) -> vk::Result {
     guard(|| {
@@ -482,8 +519,10 @@ pub unsafe extern "system" fn create_event(
             let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
             // SAFETY: the chain is valid.
             unsafe { super::check_chain(&dev.debug, "VkEventCreateInfo", info.p_next, &[]) };
+            // SAFETY: `pAllocator` is NULL or valid per valid usage.
+            let storage = unsafe { super::child_allocator(dev, allocator) }.reserve(OBJECT)?;
             // SAFETY: writable output per valid usage.
-            unsafe { publish(&EVENTS, Event::new(dev.id), out) }
+            unsafe { publish(&EVENTS, storage.write(Event::new(dev.id)), out) }
         })())
     })
 }
@@ -493,10 +532,19 @@ pub unsafe extern "system" fn create_event(
 pub unsafe extern "system" fn destroy_event(
     device: vk::Device,
     event: vk::Event,
-    _allocator: *const vk::AllocationCallbacks<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
 ) {
     guard_or((), || {
-        destroy(&EVENTS, device, event.as_raw(), "VUID-vkDestroyEvent-event-parameter")
+        // SAFETY: `pAllocator` is NULL or valid per valid usage.
+        unsafe {
+            destroy(
+                &EVENTS,
+                device,
+                event.as_raw(),
+                allocator,
+                "VUID-vkDestroyEvent-event-parameter",
+            )
+        }
     })
 }
 

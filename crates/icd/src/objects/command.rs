@@ -1,34 +1,39 @@
 //! Command pools and command buffers: a recorded list of transfer and event commands that a
 //! queue worker executes in order.
+//!
+//! A recorded command keeps what it acts on (a buffer's bound memory range, an event's payload),
+//! not the objects themselves: their storage belongs to their handles and is freed when they are
+//! destroyed (see `host_memory`), which may happen while a command buffer still holds the command.
 
 use std::sync::{Arc, Mutex};
 
 use ash::vk;
 
-use crate::objects::memory::{Buffer, Memory};
-use crate::sync::event::Event;
-use tether_payload::{Deadline, WaitFor, WaitOutcome};
+use crate::host_memory::HostAllocator;
+use crate::objects::memory::{BoundBuffer, Mapping};
+use tether_payload::{Deadline, Payload, WaitFor, WaitOutcome};
 
 pub enum Command {
     CopyBuffer {
-        src: Arc<Buffer>,
-        dst: Arc<Buffer>,
+        src: BoundBuffer,
+        dst: BoundBuffer,
         regions: Vec<vk::BufferCopy>,
     },
     FillBuffer {
-        dst: Arc<Buffer>,
+        dst: BoundBuffer,
         offset: u64,
         size: u64,
         data: u32,
     },
     UpdateBuffer {
-        dst: Arc<Buffer>,
+        dst: BoundBuffer,
         offset: u64,
         bytes: Vec<u8>,
     },
-    SetEvent(Arc<Event>),
-    ResetEvent(Arc<Event>),
-    WaitEvents(Vec<Arc<Event>>),
+    /// An event's payload.
+    SetEvent(Payload),
+    ResetEvent(Payload),
+    WaitEvents(Vec<Payload>),
 }
 
 /// What a command needs from the queue that runs it.
@@ -38,8 +43,7 @@ pub trait ExecutionContext {
 }
 
 impl Command {
-    /// Runs the command. Bounds were checked at record time; a buffer whose binding changed
-    /// since is skipped rather than trusted.
+    /// Runs the command. Bounds were checked at record time and are checked again.
     pub fn execute(&self, ctx: &dyn ExecutionContext) {
         match self {
             Command::CopyBuffer { src, dst, regions } => {
@@ -47,7 +51,7 @@ impl Command {
                     if let (Some((sm, so)), Some((dm, doff))) =
                         (src.resolve(r.src_offset, r.size), dst.resolve(r.dst_offset, r.size))
                     {
-                        Memory::copy(sm, so, dm, doff, r.size);
+                        Mapping::copy(sm, so, dm, doff, r.size);
                     }
                 }
             }
@@ -66,11 +70,11 @@ impl Command {
                     m.write(o, bytes);
                 }
             }
-            Command::SetEvent(e) => e.payload.signal(),
-            Command::ResetEvent(e) => e.payload.reset(),
+            Command::SetEvent(e) => e.signal(),
+            Command::ResetEvent(e) => e.reset(),
             Command::WaitEvents(events) => {
                 for e in events {
-                    if !ctx.wait(&|deadline| e.payload.wait(WaitFor::Signaled, deadline)) {
+                    if !ctx.wait(&|deadline| e.wait(WaitFor::Signaled, deadline)) {
                         return;
                     }
                 }
@@ -82,8 +86,10 @@ impl Command {
 pub struct CommandPool {
     pub device_id: u64,
     pub flags: vk::CommandPoolCreateFlags,
-    /// The command buffers allocated from this pool, by address, so destroying the pool frees
-    /// them.
+    /// Where the pool's command buffers' storage comes from (the pool's allocator).
+    pub allocator: HostAllocator,
+    /// The command buffers allocated from this pool, by address (`HostBox::into_raw`), so
+    /// destroying the pool frees them.
     pub buffers: Mutex<Vec<usize>>,
 }
 

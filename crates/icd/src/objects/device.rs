@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::debug::DebugReporter;
 use crate::handle_types::HandleMode;
+use crate::host_memory::{HostAllocator, HostBox};
 use crate::objects::Dispatchable;
 use crate::objects::extensions::{DeviceExtension, ExtensionSet};
 use crate::objects::queue::Queue;
@@ -22,8 +23,11 @@ pub struct Device {
     pub timeline_semaphores: bool,
     /// The `synchronization2` feature was enabled.
     pub synchronization2: bool,
-    /// Queues of family 0, by index; each has its own worker thread.
-    pub queues: Vec<Box<Dispatchable<Queue>>>,
+    /// Queues of family 0, by index; each has its own worker thread. Their storage comes from
+    /// the device's allocator and goes back in `vkDestroyDevice`.
+    pub queues: Vec<HostBox<Dispatchable<Queue>>>,
+    /// What the device's children fall back to (the device's own, else the instance's).
+    pub allocator: HostAllocator,
 }
 
 impl Device {
@@ -37,6 +41,20 @@ impl Device {
 
     pub fn wait_idle(&self) {
         self.queues.iter().for_each(|q| q.object.wait_idle());
+    }
+}
+
+impl Device {
+    /// `vkDestroyDevice`: stops every queue's worker, then frees the queues' storage through the
+    /// command's allocator (`given`). Returns false when `given` does not match how the queues
+    /// were allocated.
+    pub fn destroy_queues(&mut self, given: HostAllocator) -> bool {
+        self.queues.iter().for_each(|q| q.object.shut_down());
+        let mut matched = true;
+        for q in self.queues.drain(..) {
+            matched &= HostBox::destroy(q, given);
+        }
+        matched
     }
 }
 

@@ -1,25 +1,28 @@
 //! Device memory (anonymous host mappings) and buffers bound to it.
+//!
+//! A `VkDeviceMemory` is its bookkeeping ([`Memory`], in the object's storage) and a [`Mapping`]
+//! that lives as long as anything uses it: the memory object, buffers bound to it, and commands
+//! recorded or queued that copy to or from it.
 
 use std::ptr::NonNull;
 use std::sync::{Arc, OnceLock};
 
 use ash::vk;
 
-/// One `VkDeviceMemory`: an anonymous private mapping, zeroed, that the host maps directly.
-pub struct Memory {
-    pub device_id: u64,
+/// An anonymous private mapping, zeroed, that the host maps directly. Unmapped on drop.
+pub struct Mapping {
     base: NonNull<u8>,
     pub size: u64,
 }
 
 // SAFETY: `base` points to a mapping owned by this object for its whole life; access to the bytes
 // is the application's to synchronize, as for any device memory.
-unsafe impl Send for Memory {}
+unsafe impl Send for Mapping {}
 // SAFETY: as above.
-unsafe impl Sync for Memory {}
+unsafe impl Sync for Mapping {}
 
-impl Memory {
-    pub fn allocate(device_id: u64, size: u64) -> Option<Memory> {
+impl Mapping {
+    pub fn new(size: u64) -> Option<Mapping> {
         let len = usize::try_from(size).ok()?.max(1);
         // SAFETY: an anonymous mapping at an address the kernel picks aliases nothing.
         let base = unsafe {
@@ -31,8 +34,7 @@ impl Memory {
             )
         }
         .ok()?;
-        Some(Memory {
-            device_id,
+        Some(Mapping {
             base: NonNull::new(base.cast())?,
             size,
         })
@@ -50,7 +52,7 @@ impl Memory {
 
     /// Copies `len` bytes between two memory ranges (which may be the same allocation and
     /// overlap). Out-of-range copies do nothing and return false.
-    pub fn copy(src: &Memory, src_offset: u64, dst: &Memory, dst_offset: u64, len: u64) -> bool {
+    pub fn copy(src: &Mapping, src_offset: u64, dst: &Mapping, dst_offset: u64, len: u64) -> bool {
         let (Some(s), Some(d)) = (src.range(src_offset, len), dst.range(dst_offset, len)) else {
             return false;
         };
@@ -83,34 +85,63 @@ impl Memory {
     }
 }
 
-impl Drop for Memory {
+impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: `base`/`size` describe the mapping made in `allocate`, unmapped only here.
+        // SAFETY: `base`/`size` describe the mapping made in `new`, unmapped only here.
         let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), (self.size as usize).max(1)) };
     }
 }
 
-/// One `VkBuffer`: a size and, once bound, a place in a memory object.
+/// One `VkDeviceMemory`.
+pub struct Memory {
+    pub device_id: u64,
+    pub size: u64,
+    pub mapping: Arc<Mapping>,
+}
+
+/// One `VkBuffer`: a size and, once bound, a place in a memory mapping.
 pub struct Buffer {
     pub device_id: u64,
     pub size: u64,
     pub usage: vk::BufferUsageFlags,
-    pub binding: OnceLock<(Arc<Memory>, u64)>,
+    pub binding: OnceLock<(Arc<Mapping>, u64)>,
 }
 
 impl Buffer {
-    /// The memory and offset of `range` bytes at `offset` within the buffer, if bound and in range.
-    pub fn resolve(&self, offset: u64, len: u64) -> Option<(&Arc<Memory>, u64)> {
-        let (memory, base) = self.binding.get()?;
+    /// The bound range, for a recorded command to keep (it may outlive the buffer); `None`
+    /// while unbound.
+    pub fn bound(&self) -> Option<BoundBuffer> {
+        let (mapping, base) = self.binding.get()?;
+        Some(BoundBuffer {
+            mapping: Arc::clone(mapping),
+            base: *base,
+            size: self.size,
+        })
+    }
+}
+
+/// A bound buffer's range of memory, as commands see it.
+#[derive(Clone)]
+pub struct BoundBuffer {
+    pub mapping: Arc<Mapping>,
+    pub base: u64,
+    pub size: u64,
+}
+
+impl BoundBuffer {
+    /// The mapping and offset of `len` bytes at `offset` within the buffer, if in range.
+    pub fn resolve(&self, offset: u64, len: u64) -> Option<(&Mapping, u64)> {
         let end = offset.checked_add(len)?;
-        (end <= self.size).then_some((memory, base + offset))
+        (end <= self.size).then_some((&*self.mapping, self.base + offset))
     }
 }
 
 /// Memory requirements of a buffer: any alignment works on the CPU; 16 keeps copies fast.
 pub fn buffer_requirements(size: u64) -> vk::MemoryRequirements {
     vk::MemoryRequirements {
-        size: size.div_ceil(16) * 16,
+        // Saturating: a multiply that wraps (a size near 2^64) would ask for 0 bytes, and binding
+        // such a buffer to any memory would let its commands write past that memory.
+        size: size.div_ceil(16).saturating_mul(16),
         alignment: 16,
         memory_type_bits: 1,
     }

@@ -24,10 +24,12 @@ pub struct Dispatchable<T> {
 }
 
 impl<T> Dispatchable<T> {
-    pub fn new(object: T) -> Box<Dispatchable<T>> {
-        Box::new(Dispatchable {
+    /// The object with the loader's word in front, to be placed in its storage (a
+    /// [`crate::host_memory::HostBox`] or a field of its parent) before its address is handed out.
+    pub fn new(object: T) -> Dispatchable<T> {
+        Dispatchable {
             loader_data: AtomicUsize::new(ICD_LOADER_MAGIC),
             object,
-        })
+        }
     }
 }

@@ -32,6 +32,8 @@ pub struct PhysicalDevice {
     /// The instance's messengers and extensions, which its devices inherit.
     pub debug: std::sync::Arc<crate::debug::DebugReporter>,
     pub instance_extensions: crate::objects::extensions::ExtensionSet,
+    /// The instance's allocator, which a device created without one falls back to.
+    pub instance_allocator: crate::host_memory::HostAllocator,
 }
 
 fn fixed_str<const N: usize>(s: &str) -> [std::ffi::c_char; N] {

@@ -1,5 +1,5 @@
 //! `VkEvent`: a flag set and reset by the host or by a queue. It is a fence-kind payload, so it
-//! waits the same way.
+//! waits the same way; recorded commands keep the payload, not the event.
 
 use tether_payload::{Payload, PayloadKind};
 

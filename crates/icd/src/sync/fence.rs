@@ -1,5 +1,7 @@
 //! `VkFence`.
 
+use std::sync::Arc;
+
 use ash::vk;
 use tether_payload::{Payload, PayloadKind};
 
@@ -12,8 +14,9 @@ pub struct Fence {
     pub export_types: vk::ExternalFenceHandleTypeFlags,
     pub slot: PayloadSlot,
     pub win32: Win32Exports,
-    /// Submitted batches that will signal this fence and have not yet.
-    pub pending: PendingWork,
+    /// Submitted batches that will signal this fence and have not yet (shared with them: a
+    /// batch may finish after the fence is destroyed).
+    pub pending: Arc<PendingWork>,
 }
 
 impl Fence {
@@ -33,7 +36,7 @@ impl Fence {
             export_types,
             slot: PayloadSlot::new(permanent),
             win32,
-            pending: PendingWork::default(),
+            pending: Arc::default(),
         }
     }
 

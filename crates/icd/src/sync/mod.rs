@@ -6,10 +6,16 @@ pub mod event;
 pub mod fence;
 pub mod semaphore;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use tether_payload::Payload;
+
+// The lock of `PayloadSlot`, loom's under `cfg(loom)` so that `tests/loom.rs` can check swaps of
+// temporary and permanent payloads against waits and exports in every interleaving.
+#[cfg(loom)]
+use loom::sync::{Mutex, MutexGuard};
+#[cfg(not(loom))]
+use std::sync::{Mutex, MutexGuard};
 
 /// The permanent/temporary pair shared by fences and semaphores.
 pub struct PayloadSlot {
@@ -72,7 +78,7 @@ impl PayloadSlot {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 

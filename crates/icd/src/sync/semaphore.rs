@@ -1,5 +1,7 @@
 //! `VkSemaphore`, binary and timeline.
 
+use std::sync::Arc;
+
 use ash::vk;
 use tether_payload::{Payload, PayloadKind, WaitFor};
 
@@ -49,8 +51,9 @@ pub struct Semaphore {
     pub export_types: vk::ExternalSemaphoreHandleTypeFlags,
     pub slot: PayloadSlot,
     pub win32: Win32Exports,
-    /// Submitted waits and signals on this semaphore that have not executed yet.
-    pub pending: PendingWork,
+    /// Submitted waits and signals on this semaphore that have not executed yet (shared with
+    /// their batches, which may finish after the semaphore is destroyed).
+    pub pending: Arc<PendingWork>,
 }
 
 impl Semaphore {
@@ -67,7 +70,7 @@ impl Semaphore {
             export_types,
             slot: PayloadSlot::new(permanent),
             win32,
-            pending: PendingWork::default(),
+            pending: Arc::default(),
         }
     }
 
