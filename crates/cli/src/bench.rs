@@ -211,6 +211,7 @@ const DUP: &str = "dup_close";
 const MMAP: &str = "mmap_munmap_memfd";
 const BROKER: &str = "broker_ping";
 const FENCE_ONE: &str = "fence_wait_one";
+const FENCE_ONE_PRIVATE: &str = "fence_wait_one_private";
 const WAKE_ONE: &str = "wake_1_waiter";
 
 pub const MEASUREMENTS: &[Measurement] = &[
@@ -296,6 +297,23 @@ pub const MEASUREMENTS: &[Measurement] = &[
         needs: Needs::Device,
         iters: 1_000,
         run: Run::Report(scale::fence_wait_any_1024),
+    },
+    Measurement {
+        name: FENCE_ONE_PRIVATE,
+        what: "baseline: another thread's vkQueueSubmit signals a private fence -> vkWaitForFences on it, blocked \
+               there, returns",
+        baseline: FENCE_ONE_PRIVATE,
+        needs: Needs::Device,
+        iters: 2_000,
+        run: Run::Report(scale::fence_wait_one_private),
+    },
+    Measurement {
+        name: "fence_wait_any_1024_private",
+        what: "the same, vkWaitForFences wait-any over 1,024 private fences, the last one signaled",
+        baseline: FENCE_ONE_PRIVATE,
+        needs: Needs::Device,
+        iters: 1_000,
+        run: Run::Report(scale::fence_wait_any_1024_private),
     },
     Measurement {
         name: "fence_wait_any_1024_blocked",
@@ -588,7 +606,12 @@ impl SharedPage {
         // SAFETY: inside the live, page-aligned mapping (checked above), 8-aligned (a cache line
         // start), lasting as long as `self`; every bit pattern is a valid `AtomicU64`, and every
         // process touches the page only through atomics.
-        unsafe { self.ptr.add(line * LINE_WORDS).cast::<std::sync::atomic::AtomicU64>().as_ref() }
+        unsafe {
+            self.ptr
+                .add(line * LINE_WORDS)
+                .cast::<std::sync::atomic::AtomicU64>()
+                .as_ref()
+        }
     }
 
     /// The futex word at cache line `line`, shared between processes.
@@ -969,7 +992,9 @@ pub fn run_child(choice: Choice, args: &ChildArgs) -> Result<(), String> {
         return Err(format!("--handles: {wanted:?} expected, got {}", handles.len()));
     }
     match args.kind {
-        PeerKind::Fence | PeerKind::Semaphores | PeerKind::Waiters => scale::run_child(choice, &mut link, args, &handles),
+        PeerKind::Fence | PeerKind::Semaphores | PeerKind::Waiters => {
+            scale::run_child(choice, &mut link, args, &handles)
+        }
         PeerKind::Futex => {
             let raw = i32::try_from(handles[0]).map_err(|_| "bad fd")?;
             // SAFETY: the parent made this fd inheritable for this process to own.
@@ -1513,7 +1538,11 @@ pub fn run(choice: Choice, args: &BenchArgs) -> Result<(), String> {
     if !skipped.is_empty() {
         say!("\nskipped (no broker): {}", skipped.join(", "));
     }
-    say!("\n{} measurements in {:.1} s", outcomes.len(), started.elapsed().as_secs_f64());
+    say!(
+        "\n{} measurements in {:.1} s",
+        outcomes.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -36,13 +36,17 @@ const ANY_FENCES: usize = 1024;
 /// `CLOCK_MONOTONIC` in ns: the same clock in every process of the machine.
 fn monotonic_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64)
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64)
 }
 
 /// CPU time this process (all its threads) has used, in ns.
 fn process_cpu_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64)
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64)
 }
 
 /// Raises the soft open-file limit to the hard one (the 10,000-semaphore measurement holds an
@@ -286,6 +290,77 @@ pub fn fence_wait_any_1024(cx: &Context<'_>) -> Result<Report, String> {
     fence_wait(cx, ANY_FENCES)
 }
 
+/// The same with `n` private (not exportable) fences, the last signaled by a submit from
+/// another thread of this process (private payloads: the wait blocks on one futex word).
+fn fence_wait_private(cx: &Context<'_>, n: usize) -> Result<Report, String> {
+    let td = cx.device()?;
+    let mut fences = Fences {
+        td,
+        list: Vec::with_capacity(n),
+    };
+    for _ in 0..n {
+        fences.list.push(td.create_fence()?);
+    }
+    let last = *fences.list.last().ok_or("no fences")?;
+    let total = cx.plan.total();
+    let words = (
+        super::Word(std::sync::atomic::AtomicU32::new(0)),
+        std::sync::atomic::AtomicU64::new(0),
+    );
+    let go = super::Futex {
+        word: &words.0.0,
+        flags: rustix::thread::futex::Flags::PRIVATE,
+    };
+    let signaled_at = &words.1;
+    let mut samples = Vec::with_capacity(total);
+    let rounds = u32::try_from(total).map_err(|_| "too many iterations")?;
+    std::thread::scope(|scope| {
+        let signaler = scope.spawn(move || {
+            for i in 1..=rounds {
+                if !go.wait_for(i, Some(WAIT_LIMIT)) {
+                    return Err(format!("iteration {i}: no go within {WAIT_LIMIT:?}"));
+                }
+                std::thread::sleep(SETTLE);
+                signaled_at.store(monotonic_ns(), Ordering::Release);
+                td.submit(td.queues[0], &[], &[], last)?;
+            }
+            Ok(())
+        });
+        let waited = (|| {
+            for i in 1..=rounds {
+                go.set(i);
+                if !wait_fences(td, &fences.list, false, WAIT_LIMIT)? {
+                    return Err(format!("iteration {i}: no fence signaled within {WAIT_LIMIT:?}"));
+                }
+                let returned = monotonic_ns();
+                samples.push(returned.saturating_sub(signaled_at.load(Ordering::Acquire)));
+                td.reset_fence(last)?;
+            }
+            Ok(())
+        })();
+        if waited.is_err() {
+            // Let the signaler finish its rounds (it times out) rather than hang the scope.
+            go.set(u32::MAX);
+        }
+        let signaled = signaler
+            .join()
+            .map_err(|_| "the signaling thread panicked".to_string())?;
+        waited.and(signaled)
+    })?;
+    Ok(Report {
+        samples: samples.split_off(cx.plan.warmup.min(samples.len())),
+        values: vec![Value::new("fences", n as f64, "")],
+    })
+}
+
+pub fn fence_wait_one_private(cx: &Context<'_>) -> Result<Report, String> {
+    fence_wait_private(cx, 1)
+}
+
+pub fn fence_wait_any_1024_private(cx: &Context<'_>) -> Result<Report, String> {
+    fence_wait_private(cx, ANY_FENCES)
+}
+
 /// Per round: this thread blocks in `vkWaitForFences` (wait-any) over 1,024 exportable fences;
 /// another thread sets the go word after `blocked` (200 ms) and the child signals the last fence.
 /// Samples: the CPU time the whole process (every thread: caller, wait helpers, queue workers)
@@ -327,7 +402,9 @@ pub fn fence_wait_any_1024_blocked(cx: &Context<'_>) -> Result<Report, String> {
             ));
         }
         if wall < blocked / 2 {
-            return Err(format!("round {i}: the wait returned after {wall:?}, before the signal"));
+            return Err(format!(
+                "round {i}: the wait returned after {wall:?}, before the signal"
+            ));
         }
         worst_blocked = worst_blocked.max(steady_cpu as f64 / steady_wall.as_nanos().max(1) as f64);
         worst_call = worst_call.max(cpu as f64 / wall.as_nanos().max(1) as f64);
@@ -406,7 +483,11 @@ const HANDLES_PER_MESSAGE: usize = 200;
 pub fn timeline_10000_xproc(cx: &Context<'_>) -> Result<Report, String> {
     use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
     let td = cx.device()?;
-    let n = if cx.quick { cx.plan.iters.min(1_000) } else { cx.plan.iters };
+    let n = if cx.quick {
+        cx.plan.iters.min(1_000)
+    } else {
+        cx.plan.iters
+    };
     raise_fd_limit();
     let (ours, theirs) = socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
         .map_err(|e| format!("socketpair: {e}"))?;
@@ -616,7 +697,11 @@ fn wake_waiters(cx: &Context<'_>, processes: usize, threads: usize, raw: bool) -
         for p in &mut peers {
             p.expect_line("ready")?;
         }
-        let (counted, woken, release) = (page.futex(LINE_COUNTED), page.futex(LINE_WOKEN), page.futex(LINE_RELEASE));
+        let (counted, woken, release) = (
+            page.futex(LINE_COUNTED),
+            page.futex(LINE_WOKEN),
+            page.futex(LINE_RELEASE),
+        );
         let registered = payload.word(76);
         let mut signaled_at = Vec::with_capacity(total_rounds);
         for r in 1..=total_rounds {
@@ -742,7 +827,11 @@ fn child_waiters(
         (None, None) => None,
         _ => return Err("a semaphore handle needs a device".into()),
     };
-    let (counted, woken, release) = (page.futex(LINE_COUNTED), page.futex(LINE_WOKEN), page.futex(LINE_RELEASE));
+    let (counted, woken, release) = (
+        page.futex(LINE_COUNTED),
+        page.futex(LINE_WOKEN),
+        page.futex(LINE_RELEASE),
+    );
     let raw_word = page.futex(LINE_RAW);
     let all = page.futex(LINE_TOTAL).word.load(Ordering::Acquire);
     let woke = std::thread::scope(|scope| {
@@ -827,7 +916,10 @@ mod tests {
             private: 900 + 5_000,
         };
         let line = memory_line(&after, &before, Some(512.0), 10);
-        assert_eq!(parse_memory_line(&line).unwrap(), [4000.0, 2000.0, 4000.0, 500.0, 512.0]);
+        assert_eq!(
+            parse_memory_line(&line).unwrap(),
+            [4000.0, 2000.0, 4000.0, 500.0, 512.0]
+        );
         assert!(parse_memory_line("ready").is_err());
     }
 

@@ -45,28 +45,57 @@ fn demo_child_refuses_bad_handles() {
 
 #[test]
 fn bench_json_lines() {
-    let (ok, stdout, stderr) = tether(&["bench", "--iters", "30", "--warmup", "3", "--json"]);
+    // `--quick`: every measurement, at smoke-test scale.
+    let (ok, stdout, stderr) = tether(&["bench", "--quick", "--json"]);
     assert!(ok, "tether bench failed\n{stdout}\n{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines.len() >= 16, "{stdout}");
+    assert!(lines.len() >= 26, "{stdout}");
     for line in &lines {
         assert!(line.starts_with("{\"name\":\"") && line.ends_with('}'), "{line}");
         for key in ["\"p50_ns\":", "\"p99_ns\":", "\"baseline\":\"", "\"ratio\":"] {
             assert!(line.contains(key), "{line} lacks {key}");
         }
     }
+    let line_of = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{{\"name\":\"{name}\"")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{stdout}"))
+    };
     for name in [
         "futex_pingpong_xproc",
         "timeline_xproc_nt",
         "timeline_xproc_fd",
         "binary_xproc_submit",
+        "fence_submit_wait_worker",
+        "fence_wait_any_1024",
+        "fence_wait_any_1024_private",
         "export_semaphore_win32_nt",
         "import_opaque_fd_first",
         "import_win32_nt_repeat",
     ] {
-        assert!(
-            lines.iter().any(|l| l.starts_with(&format!("{{\"name\":\"{name}\""))),
-            "{name} missing:\n{stdout}"
-        );
+        line_of(name);
+    }
+    // The measurements that report values beside their latencies.
+    for (name, keys) in [
+        (
+            "fence_wait_any_1024_blocked",
+            &["\"cpu_percent_blocked\":", "\"cpu_percent_call\":"][..],
+        ),
+        (
+            "timeline_10000_xproc",
+            &[
+                "\"semaphores\":1000,",
+                "\"shared_b\":",
+                "\"private_b\":",
+                "\"child_private_b\":",
+            ][..],
+        ),
+        ("wake_256_waiters", &["\"woken\":64,", "\"of\":64,", "\"p99_ms\":"][..]),
+    ] {
+        let line = line_of(name);
+        for key in keys {
+            assert!(line.contains(key), "{line} lacks {key}");
+        }
     }
 }

@@ -78,12 +78,48 @@ const ROLES: &[Role] = &[Role {
     run: role_fuzz,
 }];
 
+/// Regression: a handle value of the *next* generation of a freed slot (never handed out) made
+/// `Slab::get` panic inside the driver (sharded-slab 0.1.7 after `Slab::take`), which the C
+/// boundary turned into `VK_ERROR_UNKNOWN`. The fuzz found it by chance; this makes it every time:
+/// fence A is made and destroyed, fence B takes A's slot at the next generation and is destroyed
+/// too, and `B + (B - A)` is the slot at the generation after that.
+fn next_generation_handles(route: Route) {
+    let dev = tether_conformance::TestDevice::with_options(route, Options::expecting_errors());
+    let a = dev.fence(false);
+    dev.destroy_fence(a);
+    let b = dev.fence(false);
+    dev.destroy_fence(b);
+    let (a, b) = (a.as_raw(), b.as_raw());
+    let step = b.wrapping_sub(a);
+    if b <= a || !step.is_power_of_two() {
+        harness::skip(format!("skipped: the second fence did not reuse the first one's slot ({a:#x}, {b:#x})"));
+    }
+    for value in [b + step, b + 2 * step, a, b] {
+        let fence = vk::Fence::from_raw(value);
+        let r = dev.fence_status(fence);
+        assert!(r.as_raw() < 0 && r != vk::Result::ERROR_UNKNOWN, "vkGetFenceStatus({value:#x}): {r:?}");
+        let r = dev.wait_fences(&[fence], true, 0);
+        assert!(r.as_raw() < 0 && r != vk::Result::ERROR_UNKNOWN, "vkWaitForFences({value:#x}): {r:?}");
+        // SAFETY: a made-up non-dispatchable handle: the driver looks it up.
+        unsafe { dev.device.destroy_fence(fence, None) };
+        assert!(dev.log().take().iter().any(|m| m.is_error()), "vkDestroyFence({value:#x}) reported nothing");
+    }
+    // The slot still works for a new fence.
+    let c = dev.fence(true);
+    assert_eq!(dev.fence_status(c), vk::Result::SUCCESS);
+}
+
 fn main() -> ExitCode {
     let cases = env_count("TETHER_FUZZ_CASES", 300);
     // SAFETY: nothing has started a thread yet.
     unsafe { common::raise_watchdog(120 + cases.saturating_mul(3)) };
     tether_conformance::win32::main(ROLES, || {
-        harness::group("fuzz", tests!(NO_ROUTE => [icd_in_process, icd_loader, layer]))
+        let mut all = harness::group("fuzz", tests!(NO_ROUTE => [icd_in_process, icd_loader, layer]));
+        all.extend(harness::group(
+            "regression",
+            tests!(harness::LOADER_AND_IN_PROCESS => [next_generation_handles]),
+        ));
+        all
     })
 }
 
@@ -123,7 +159,9 @@ fn run_fuzz_child(route: Route, target: Option<Target>, cases: u64) {
     let limit = Duration::from_secs(60).saturating_add(CASE_LIMIT.saturating_mul(u32::try_from(cases).unwrap_or(u32::MAX).min(1 << 20) / 8 + 1));
     let started = Instant::now();
     let output = run_child(&mut cmd, limit);
-    let last_case = std::fs::read_to_string(&case_file).unwrap_or_default();
+    let last_case = std::fs::read_to_string(&case_file).unwrap_or_default()
+        + "\n--- the call it was making (or had made last) ---\n"
+        + &std::fs::read_to_string(case_file.with_extension("call")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     let what = format!(
         "fuzz on {}{} (TETHER_FUZZ_SEED={seed:x}, {cases} cases)",
@@ -181,6 +219,9 @@ static STATS: Mutex<Stats> = Mutex::new(Stats {
 /// The case now running and when it started, for the watchdog.
 static CURRENT: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
 
+/// Where the child records the call it is about to make (read by the parent after a crash).
+static CALL_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 /// The call of the case now running (`usize::MAX`: creating or destroying the device).
 static CALL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
 
@@ -198,6 +239,7 @@ fn role_fuzz(args: &[String]) -> i32 {
     let cases: u32 = cases.parse().expect("a case count");
     let seed = u64::from_str_radix(seed, 16).expect("a hex seed");
     let case_file = PathBuf::from(case_file);
+    let _ = CALL_FILE.set(case_file.with_extension("call"));
     let max_ops = env_count("TETHER_FUZZ_OPS", 24).clamp(1, 1000) as usize;
 
     // A case that hangs: print it and leave (the parent reads the case file too).
@@ -942,6 +984,33 @@ impl World {
         let device = unsafe { inst.instance.create_device(inst.physical_device, &info, None) }
             .map_err(|e| format!("vkCreateDevice: {e}; messages {:?}", inst.log.snapshot()))?;
         let i = &inst.instance;
+        // The commands of the enabled extensions must all be there (ash would call a stub that
+        // panics across the C boundary, an abort, for a missing one).
+        let missing: Vec<&str> = [
+            c"vkGetFenceFdKHR",
+            c"vkImportFenceFdKHR",
+            c"vkGetSemaphoreFdKHR",
+            c"vkImportSemaphoreFdKHR",
+            c"vkGetFenceWin32HandleKHR",
+            c"vkImportFenceWin32HandleKHR",
+            c"vkGetSemaphoreWin32HandleKHR",
+            c"vkImportSemaphoreWin32HandleKHR",
+            c"vkQueueSubmit2KHR",
+            c"vkSignalSemaphore",
+        ]
+        .into_iter()
+        // SAFETY: a live device and NUL-terminated names.
+        .filter(|name| unsafe { i.get_device_proc_addr(device.handle(), name.as_ptr()) }.is_none())
+        .map(|name| name.to_str().unwrap_or("?"))
+        .collect();
+        if !missing.is_empty() {
+            // SAFETY: the device was just made; nothing else uses it.
+            unsafe { device.destroy_device(None) };
+            return Err(format!(
+                "vkGetDeviceProcAddr returned NULL for {missing:?} on a device that enabled their extensions; messages {:?}",
+                inst.log.snapshot()
+            ));
+        }
         let w = World {
             route,
             sync2: ash::khr::synchronization2::Device::new(i, &device),
@@ -2186,6 +2255,10 @@ fn run_case(route: Route, ops: &[Op]) -> Result<(), String> {
     let mut world = World::new(route)?;
     for (i, op) in ops.iter().enumerate() {
         CALL.store(i, std::sync::atomic::Ordering::Relaxed);
+        if let Some(file) = CALL_FILE.get() {
+            // For a crash: which call of the case was running.
+            let _ = std::fs::write(file, format!("call {i}: {op:?}\n"));
+        }
         let applied = world.apply(op);
         CALL.store(usize::MAX, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = applied {

@@ -157,6 +157,21 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// Whether the broker's end of the connection is closed (or it sent something unasked),
+    /// without blocking.
+    fn peer_gone(&self) -> bool {
+        let mut poll = [rustix::event::PollFd::new(
+            &self.sock,
+            rustix::event::PollFlags::IN | rustix::event::PollFlags::RDHUP,
+        )];
+        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        match rustix::event::poll(&mut poll, Some(&zero)) {
+            Ok(0) => false,
+            Ok(_) => true,
+            Err(_) => false,
+        }
+    }
+
     /// Connects to the broker in the default socket directory, starting it if needed.
     pub fn connect() -> Result<Broker> {
         Broker::connect_with(None)
@@ -579,10 +594,21 @@ impl SharedBroker {
     /// Whether `registration` was made on the current, unbroken connection (so it still exists
     /// unless unregistered).
     pub fn is_live(&self, registration: &Registration) -> bool {
-        let st = self.lock();
-        st.conn
-            .as_ref()
-            .is_some_and(|c| c.connected && c.generation == registration.generation)
+        let mut st = self.lock();
+        let Some(c) = st.conn.as_mut() else {
+            return false;
+        };
+        if !c.connected || c.generation != registration.generation {
+            return false;
+        }
+        // A broker killed since the last request took the registration with it, and nothing
+        // has noticed yet: its end of the socket is closed. (It never writes unprompted, so
+        // anything to read, EOF included, or a hang-up means the connection is gone.)
+        if c.peer_gone() {
+            c.connected = false;
+            return false;
+        }
+        true
     }
 
     fn with<T>(&self, mut f: impl FnMut(&mut Broker) -> Result<T>) -> Result<T> {

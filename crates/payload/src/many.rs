@@ -104,11 +104,17 @@ fn shared_word(payload: &Payload) -> Option<Word<'_>> {
 }
 
 fn register(words: &[Word<'_>]) {
-    words.iter().filter(|w| w.access.writable).for_each(|w| w.state.register());
+    words
+        .iter()
+        .filter(|w| w.access.writable)
+        .for_each(|w| w.state.register());
 }
 
 fn unregister(words: &[Word<'_>]) {
-    words.iter().filter(|w| w.access.writable).for_each(|w| w.state.unregister());
+    words
+        .iter()
+        .filter(|w| w.access.writable)
+        .for_each(|w| w.state.unregister());
 }
 
 fn wait_any(waits: &[(&Payload, WaitFor)], deadline: Deadline) -> Result<usize, WaitOutcome> {
@@ -234,7 +240,10 @@ fn wait_any(waits: &[(&Payload, WaitFor)], deadline: Deadline) -> Result<usize, 
             Ok(i) => {
                 hint = match (i.checked_sub(first_word), &helpers) {
                     (Some(k), _) => shared.get(start + k).map(|w| std::ptr::from_ref(w.state)),
-                    (None, Some(h)) if i == 1 => h.hint().and_then(|k| shared.get(own + k)).map(|w| std::ptr::from_ref(w.state)),
+                    (None, Some(h)) if i == 1 => h
+                        .hint()
+                        .and_then(|k| shared.get(own + k))
+                        .map(|w| std::ptr::from_ref(w.state)),
                     _ => None,
                 };
             }
@@ -352,11 +361,12 @@ impl Helped {
         self.handed = true;
     }
 
-    /// Ends the call: the helpers unregister and go back to the pool on their own.
+    /// Ends the call: the helpers unregister and go back to the pool on their own. Only one is
+    /// woken here (the first to see the end wakes the others), so the caller returns sooner.
     fn finish(self) {
         if self.handed {
             self.call.round.store(DONE, Ordering::Release);
-            futex_wake(&self.call.round, futex::Flags::PRIVATE, WAKE_ALL);
+            futex_wake(&self.call.round, futex::Flags::PRIVATE, 1);
         } else {
             give_back(self.helpers);
         }
@@ -465,6 +475,8 @@ fn run_job(call: &Call, range: Range<usize>) {
     loop {
         let round = call.round.load(Ordering::Acquire);
         if round == DONE {
+            // The caller woke one helper; each passes it on.
+            futex_wake(&call.round, futex::Flags::PRIVATE, WAKE_ALL);
             break;
         }
         if round != armed {
@@ -477,7 +489,11 @@ fn run_job(call: &Call, range: Range<usize>) {
                 futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE,
             ));
             for (w, o) in words.iter().zip(observed) {
-                entries.push(wait_entry(&w.state.seq, o.load(Ordering::Relaxed), w.access.waitv_flags()));
+                entries.push(wait_entry(
+                    &w.state.seq,
+                    o.load(Ordering::Relaxed),
+                    w.access.waitv_flags(),
+                ));
             }
         }
         if fired {

@@ -27,6 +27,7 @@
 
 use std::collections::HashMap;
 use std::io;
+#[cfg_attr(loom, allow(unused_imports))] // only the layout checks use them
 use std::mem::{offset_of, size_of};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
@@ -294,7 +295,9 @@ pub(crate) fn create(kind: PayloadKind, initial: u64, owner: &DeviceIdentity) ->
 /// Checks and maps (or finds the existing mapping of) the page behind `fd`.
 pub(crate) fn import(fd: BorrowedFd<'_>, identity: &DeviceIdentity) -> Result<Arc<Inner>, ImportError> {
     if cfg!(loom) {
-        return Err(ImportError::NotAPayload("shared pages are not modelled under loom".into()));
+        return Err(ImportError::NotAPayload(
+            "shared pages are not modelled under loom".into(),
+        ));
     }
     // Seals first: once SHRINK|GROW|SEAL are in place the size checked below cannot change.
     let seals = rustix::fs::fcntl_get_seals(fd)

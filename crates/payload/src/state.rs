@@ -7,6 +7,9 @@
 //! loop. The sequence word is only a wake-up channel: whatever is written to it (also garbage
 //! from a hostile peer) can only cause a spurious wake-up or a missed one, and every kernel wait
 //! is bounded by the caller's deadline.
+//!
+//! The atomics and the futex calls come from [`crate::sync_prims`], so that `tests/loom.rs` can
+//! model-check this protocol under `cfg(loom)`.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

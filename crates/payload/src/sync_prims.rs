@@ -13,8 +13,10 @@
 //!
 //! [loom]: https://docs.rs/loom
 
+#[cfg(not(loom))]
 use std::time::Duration;
 
+#[cfg(not(loom))]
 use rustix::thread::futex;
 
 #[cfg(not(loom))]
@@ -63,7 +65,10 @@ pub(crate) fn waitv_entry(word: &AtomicU32, observed: u32, flags: futex::WaitFla
 
 /// `futex_waitv` with an absolute CLOCK_MONOTONIC timeout.
 #[cfg(not(loom))]
-pub(crate) fn futex_waitv(entries: &[futex::Wait], timeout: Option<&rustix::time::Timespec>) -> rustix::io::Result<usize> {
+pub(crate) fn futex_waitv(
+    entries: &[futex::Wait],
+    timeout: Option<&rustix::time::Timespec>,
+) -> rustix::io::Result<usize> {
     futex::waitv(entries, futex::WaitvFlags::empty(), timeout, futex::ClockId::Monotonic)
 }
 

@@ -54,8 +54,15 @@ fn binary_signal_is_consumed_at_most_once() {
             })
             .collect();
         p.signal();
-        let taken = takers.into_iter().map(|t| usize::from(t.join().unwrap())).sum::<usize>();
-        assert_eq!(taken + usize::from(p.is_signaled()), 1, "one signal, taken {taken} times");
+        let taken = takers
+            .into_iter()
+            .map(|t| usize::from(t.join().unwrap()))
+            .sum::<usize>();
+        assert_eq!(
+            taken + usize::from(p.is_signaled()),
+            1,
+            "one signal, taken {taken} times"
+        );
     });
 }
 

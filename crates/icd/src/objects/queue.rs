@@ -389,3 +389,186 @@ fn run_worker(shared: &QueueShared) {
         finished = true;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tether_payload::PayloadKind;
+
+    use super::*;
+
+    fn queue() -> Queue {
+        Queue::new(
+            1,
+            0,
+            0,
+            ash::vk::DeviceQueueCreateFlags::empty(),
+            Arc::new(crate::debug::DebugReporter::default()),
+        )
+        .expect("a queue worker")
+    }
+
+    /// A semaphore as a batch sees it: its pending counter and payload.
+    struct Sem {
+        pending: Arc<PendingWork>,
+        payload: Payload,
+    }
+
+    impl Sem {
+        fn new(kind: PayloadKind) -> Sem {
+            Sem {
+                pending: Arc::default(),
+                payload: Payload::new_private(kind, 0),
+            }
+        }
+
+        fn wait(&self, what: WaitFor) -> BatchWait {
+            BatchWait {
+                pending: Arc::clone(&self.pending),
+                payload: self.payload.clone(),
+                what,
+            }
+        }
+
+        fn signal(&self, value: Option<u64>) -> BatchSignal {
+            BatchSignal {
+                pending: Arc::clone(&self.pending),
+                payload: self.payload.clone(),
+                value,
+            }
+        }
+
+        fn fence(&self) -> Option<(Arc<PendingWork>, Payload)> {
+            Some((Arc::clone(&self.pending), self.payload.clone()))
+        }
+    }
+
+    /// A batch whose waits hold, on an idle queue, is done when the submit returns.
+    #[test]
+    fn ready_batches_run_on_the_submitting_thread() {
+        let q = queue();
+        let (binary, timeline, fence) = (
+            Sem::new(PayloadKind::BinarySemaphore),
+            Sem::new(PayloadKind::Timeline),
+            Sem::new(PayloadKind::Fence),
+        );
+        timeline.payload.signal_value(5);
+        binary.payload.signal();
+        q.submit(vec![Batch {
+            waits: vec![binary.wait(WaitFor::Consume), timeline.wait(WaitFor::AtLeast(5))],
+            signals: vec![timeline.signal(Some(6))],
+            fence: fence.fence(),
+            ..Batch::default()
+        }]);
+        assert!(fence.payload.is_signaled());
+        assert!(!binary.payload.is_signaled(), "the wait took the binary signal");
+        assert_eq!(timeline.payload.value(), 6);
+        for s in [&binary, &timeline, &fence] {
+            assert!(!s.pending.is_pending());
+        }
+    }
+
+    /// A batch behind one in flight waits its turn, even with nothing to wait for itself.
+    #[test]
+    fn no_inline_while_a_batch_is_in_flight() {
+        let q = queue();
+        let (gate, first, second) = (
+            Sem::new(PayloadKind::Timeline),
+            Sem::new(PayloadKind::Fence),
+            Sem::new(PayloadKind::Fence),
+        );
+        q.submit(vec![Batch {
+            waits: vec![gate.wait(WaitFor::AtLeast(1))],
+            fence: first.fence(),
+            ..Batch::default()
+        }]);
+        q.submit(vec![Batch {
+            fence: second.fence(),
+            ..Batch::default()
+        }]);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!first.payload.is_signaled() && !second.payload.is_signaled());
+        assert!(gate.pending.is_pending() && first.pending.is_pending() && second.pending.is_pending());
+        gate.payload.signal_value(1);
+        q.wait_idle();
+        assert!(first.payload.is_signaled() && second.payload.is_signaled());
+        for s in [&gate, &first, &second] {
+            assert!(!s.pending.is_pending());
+        }
+        // Idle again: the next ready batch runs inline.
+        let third = Sem::new(PayloadKind::Fence);
+        q.submit(vec![Batch {
+            fence: third.fence(),
+            ..Batch::default()
+        }]);
+        assert!(third.payload.is_signaled());
+    }
+
+    /// One submit: the batches that can run do, in order; the first that cannot goes to the
+    /// worker with what follows, its completed waits not taken again.
+    #[test]
+    fn the_rest_goes_to_the_worker() {
+        let q = queue();
+        let (a, b, blocker, c, done) = (
+            Sem::new(PayloadKind::BinarySemaphore),
+            Sem::new(PayloadKind::BinarySemaphore),
+            Sem::new(PayloadKind::BinarySemaphore),
+            Sem::new(PayloadKind::Timeline),
+            Sem::new(PayloadKind::Fence),
+        );
+        a.payload.signal();
+        q.submit(vec![
+            Batch {
+                waits: vec![a.wait(WaitFor::Consume)],
+                signals: vec![b.signal(None)],
+                ..Batch::default()
+            },
+            Batch {
+                // `b` was signaled by the batch before; `blocker` is not signaled yet.
+                waits: vec![b.wait(WaitFor::Consume), blocker.wait(WaitFor::Consume)],
+                signals: vec![c.signal(Some(1))],
+                ..Batch::default()
+            },
+            Batch {
+                fence: done.fence(),
+                ..Batch::default()
+            },
+        ]);
+        assert!(!a.payload.is_signaled(), "the first batch ran");
+        assert!(!b.payload.is_signaled(), "the second batch took b's signal");
+        assert!(
+            !b.pending.is_pending(),
+            "b's wait completed: only its signal was pending"
+        );
+        assert!(blocker.pending.is_pending() && c.pending.is_pending() && done.pending.is_pending());
+        assert_eq!(c.payload.value(), 0);
+        assert!(!done.payload.is_signaled());
+        blocker.payload.signal();
+        q.wait_idle();
+        assert_eq!(c.payload.value(), 1);
+        assert!(done.payload.is_signaled());
+        assert!(!blocker.payload.is_signaled());
+        for s in [&a, &b, &blocker, &c, &done] {
+            assert!(!s.pending.is_pending());
+        }
+    }
+
+    /// Commands that can block stay with the worker.
+    #[test]
+    fn event_waits_stay_with_the_worker() {
+        let q = queue();
+        let event = Payload::new_private(PayloadKind::Fence, 0);
+        let done = Sem::new(PayloadKind::Fence);
+        let commands: Arc<[Command]> = Arc::from(vec![Command::WaitEvents(vec![event.clone()])]);
+        q.submit(vec![Batch {
+            work: vec![commands],
+            fence: done.fence(),
+            ..Batch::default()
+        }]);
+        assert!(!done.payload.is_signaled());
+        event.signal();
+        q.wait_idle();
+        assert!(done.payload.is_signaled());
+    }
+}
