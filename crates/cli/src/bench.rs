@@ -1,13 +1,19 @@
-//! `tether bench`: wake-up, export and import latencies of the tether device, each next to a
-//! baseline measured in the same run.
+//! `tether bench`: wake-up, wait-any, export and import latencies and memory of the tether
+//! device, each next to a baseline measured in the same run.
 //!
-//! Each measurement is one entry of [`MEASUREMENTS`]: a function that runs `plan.total()`
-//! iterations and returns one sample (ns) per iteration; the first `plan.warmup` are dropped.
-//! Every entry names its baseline, itself an entry (a baseline names itself):
+//! Each measurement is one entry of [`MEASUREMENTS`]: a [`Run::Latency`] function runs
+//! `plan.total()` iterations and returns one sample (ns) per iteration, the first `plan.warmup`
+//! being dropped; a [`Run::Report`] function (the scale measurements, in `bench_scale.rs`) does its
+//! own warm-up and returns its samples plus named values (memory, CPU time, counts). Every entry
+//! names its baseline, itself an entry (a baseline names itself):
 //!
 //! * `futex_pingpong`: two threads, two futex words: for wake-ups within a process;
 //! * `futex_pingpong_xproc`: the same between two processes over a shared memfd page: for
 //!   wake-ups across processes;
+//! * `fence_wait_one`, `fence_wait_one_private`: a blocked `vkWaitForFences` on one fence until
+//!   another process (thread) signals it: for wait-any over many fences;
+//! * `wake_1_waiter`: one thread of another process woken from `vkWaitSemaphores`: for many
+//!   waiters on one payload;
 //! * `dup_close`: `fcntl(F_DUPFD_CLOEXEC)` + `close`: for fd exports and repeated imports (which
 //!   reuse the mapping);
 //! * `mmap_munmap_memfd`: mapping a 4 KiB memfd page, reading it, unmapping it: for first
@@ -15,7 +21,7 @@
 //! * `broker_ping`: a request/reply with `tether-broker`: for KMT and name exports.
 //!
 //! The cross-process measurements run their other side in a child process, a re-exec of this
-//! binary (`tether bench-child`), which gets its fds by inheritance.
+//! binary (`tether bench-child`), which gets its fds by inheritance (or over a Unix socket).
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -1573,6 +1579,22 @@ mod tests {
             json_line(&outcome("x\"y", 5000, 12000), &base),
             r#"{"name":"x\"y","p50_ns":5000,"p99_ns":12000,"baseline":"futex_pingpong","ratio":1.250}"#
         );
+    }
+
+    #[test]
+    fn json_values() {
+        let base = outcome(FUTEX, 4000, 9000);
+        let mut o = outcome("m", 2000, 3000);
+        o.values = vec![
+            Value::new("shared_b", 4096.0, "B"),
+            Value::new("cpu_percent", 0.0123, "%"),
+        ];
+        assert_eq!(
+            json_line(&o, &base),
+            r#"{"name":"m","p50_ns":2000,"p99_ns":3000,"baseline":"futex_pingpong","ratio":0.500,"values":{"shared_b":4096,"cpu_percent":0.012}}"#
+        );
+        assert_eq!(o.values[0].show(), "shared_b=4096 B");
+        assert_eq!(Value::new("woken", 256.0, "").show(), "woken=256");
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! The measurements at scale (a submodule of `bench`):
 //!
-//! * `fence_wait_one` / `fence_wait_any_1024`: a child process signals one exportable fence
-//!   (through `vkQueueSubmit`) when a futex word says so, while this process blocks in
-//!   `vkWaitForFences` on that fence alone, or on it and 1,023 others (wait-any);
-//! * `fence_wait_any_1024_blocked`: the same wait-any, blocked for 200 ms before the signal,
-//!   with the CPU time this whole process spends meanwhile;
+//! * `fence_wait_one` / `fence_wait_any_1024`: this process blocks in `vkWaitForFences` on one
+//!   exportable fence, or on it and 1,023 others (wait-any); a child process, once the waiter is
+//!   registered on the fence's page, signals it through `vkQueueSubmit`; the samples are the
+//!   return time minus the signal time (`CLOCK_MONOTONIC`, one clock for every process);
+//!   `fence_wait_one_private` / `fence_wait_any_1024_private`: the same with private fences
+//!   signaled by another thread;
+//! * `fence_wait_any_1024_blocked`: the exportable wait-any, blocked for 200 ms before the
+//!   signal, with the CPU time this whole process spends meanwhile;
 //! * `timeline_10000_xproc`: 10,000 exportable timeline semaphores shared with a child process by
 //!   NT handle; each is signaled in one process and observed in the other, both ways; with the
-//!   memory (RSS, PSS, shared, private) each semaphore costs in either process;
+//!   memory (RSS, PSS, shared, private, heap) each semaphore costs in either process;
 //! * `wake_1_waiter` / `wake_256_waiters`: one timeline payload that 1 thread, or 32 threads in
-//!   each of 8 processes, wait on; one host signal; every waiter's wake-up time
-//!   (`CLOCK_MONOTONIC`, comparable across processes) minus the signal's.
+//!   each of 8 processes, wait on; one host signal; every waiter's wake-up time minus the
+//!   signal's; `futex_wake_256_waiters`: the same herd on a raw futex word, for comparison.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;

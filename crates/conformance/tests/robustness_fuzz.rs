@@ -5,8 +5,9 @@
 //! repeats, loops), handles that are live, destroyed, NULL, of another kind or made up, fds
 //! (owned ones of every sort: `/dev/null`, pipes, sockets, eventfds, directories, memfds that are
 //! not payloads, forged payload pages, read-only pages, closed numbers), Win32 handle values, KMT
-//! values and UTF-16 names (unpaired surrogates, too long, prefixed), NULL arrays with non-zero
-//! counts, huge sizes and offsets, wrong top-level sTypes.
+//! values and UTF-16 names (unpaired surrogates, too long, prefixed), NULL create/import/export
+//! infos and NULL outputs, NULL arrays with non-zero counts, huge sizes and offsets, wrong
+//! top-level sTypes, recorded commands on destroyed buffers and events (then submitted).
 //!
 //! Three targets, each in a child process of its own (so that a crash, an abort or a hang is
 //! reported with the case that caused it instead of taking the test binary down):
@@ -39,14 +40,26 @@
 //! ownership. Instance-level queries run with looping output chains only in process (the loader's
 //! own trampolines are not ours to fuzz).
 //!
-//! Structures the driver ignores without a message (chains of commands other than
-//! `vkCreateFence`, `vkCreateSemaphore`, `vkCreateEvent`, `vkQueueSubmit` and `vkQueueSubmit2`,
-//! a wrong top-level sType) only have to be survived; the child counts them and prints the count.
+//! Invalid input the driver ignores without a message only has to be survived; the child counts
+//! it ("invalid calls survived unreported") and prints the count: pNext chains of commands other
+//! than `vkCreateFence`, `vkCreateSemaphore`, `vkCreateEvent`, `vkQueueSubmit` and
+//! `vkQueueSubmit2`, a wrong top-level sType, a NULL `pWaitDstStageMask` or `pQueuePriorities`
+//! (never read), empty
+//! region/data/event lists of recorded commands, and through the layer the Win32 export
+//! structures it strips from a chain. A recorded command may also report at
+//! `vkEndCommandBuffer` (an error there counts as refusing every invalid command before it).
+//!
+//! A regression trial, `regression::next_generation_handles`, makes deterministic a case the fuzz
+//! found: a handle value of the next generation of a freed slot used to panic inside the driver.
 //!
 //! Environment: `TETHER_FUZZ_CASES` (cases per trial; default 300 in process, 100 through the
 //! loader and the layer), `TETHER_FUZZ_SEED` (hex; default: from the clock, printed),
-//! `TETHER_FUZZ_OPS` (most calls per case, default 24). A long run sets the harness watchdog
-//! itself (about a second per case).
+//! `TETHER_FUZZ_OPS` (most calls per case, default 24). A long run raises the harness watchdog
+//! itself (three seconds per case). A failure prints the seed, the case (shrunk by proptest when
+//! it is a refused-input failure) and, after a crash, the call the child was making.
+
+// Raw structures are built field by field on purpose: their pointers and counts are the input.
+#![allow(clippy::field_reassign_with_default)]
 
 #[path = "robustness/common.rs"]
 mod common;
@@ -68,6 +81,9 @@ use tether_conformance::win32::{SecurityAttributes, route_from_name, run_child};
 use tether_conformance::{Options, TestInstance, tests};
 
 use common::env_count;
+
+/// How many calls [`Op::NullPointer`] chooses from.
+const NULL_POINTER_CALLS: u8 = 19;
 
 /// A case that takes longer than this hangs (every wait in a case is at most a few ms).
 const CASE_LIMIT: Duration = Duration::from_secs(30);
@@ -92,17 +108,28 @@ fn next_generation_handles(route: Route) {
     let (a, b) = (a.as_raw(), b.as_raw());
     let step = b.wrapping_sub(a);
     if b <= a || !step.is_power_of_two() {
-        harness::skip(format!("skipped: the second fence did not reuse the first one's slot ({a:#x}, {b:#x})"));
+        harness::skip(format!(
+            "skipped: the second fence did not reuse the first one's slot ({a:#x}, {b:#x})"
+        ));
     }
     for value in [b + step, b + 2 * step, a, b] {
         let fence = vk::Fence::from_raw(value);
         let r = dev.fence_status(fence);
-        assert!(r.as_raw() < 0 && r != vk::Result::ERROR_UNKNOWN, "vkGetFenceStatus({value:#x}): {r:?}");
+        assert!(
+            r.as_raw() < 0 && r != vk::Result::ERROR_UNKNOWN,
+            "vkGetFenceStatus({value:#x}): {r:?}"
+        );
         let r = dev.wait_fences(&[fence], true, 0);
-        assert!(r.as_raw() < 0 && r != vk::Result::ERROR_UNKNOWN, "vkWaitForFences({value:#x}): {r:?}");
+        assert!(
+            r.as_raw() < 0 && r != vk::Result::ERROR_UNKNOWN,
+            "vkWaitForFences({value:#x}): {r:?}"
+        );
         // SAFETY: a made-up non-dispatchable handle: the driver looks it up.
         unsafe { dev.device.destroy_fence(fence, None) };
-        assert!(dev.log().take().iter().any(|m| m.is_error()), "vkDestroyFence({value:#x}) reported nothing");
+        assert!(
+            dev.log().take().iter().any(|m| m.is_error()),
+            "vkDestroyFence({value:#x}) reported nothing"
+        );
     }
     // The slot still works for a new fence.
     let c = dev.fence(true);
@@ -136,7 +163,11 @@ fn icd_loader(_route: Route) {
 
 fn layer(_route: Route) {
     harness::require_loader();
-    run_fuzz_child(Route::Loader, Some(Target::LayerOverFdIcd), env_count("TETHER_FUZZ_CASES", 100));
+    run_fuzz_child(
+        Route::Loader,
+        Some(Target::LayerOverFdIcd),
+        env_count("TETHER_FUZZ_CASES", 100),
+    );
 }
 
 /// Runs `cases` cases in a child process (`fuzz <route> <cases> <seed> <case file>`) and fails
@@ -156,7 +187,8 @@ fn run_fuzz_child(route: Route, target: Option<Target>, cases: u64) {
     if let Some(t) = target {
         cmd.env(harness::TARGET_ENV, t.name());
     }
-    let limit = Duration::from_secs(60).saturating_add(CASE_LIMIT.saturating_mul(u32::try_from(cases).unwrap_or(u32::MAX).min(1 << 20) / 8 + 1));
+    let limit = Duration::from_secs(60)
+        .saturating_add(CASE_LIMIT.saturating_mul(u32::try_from(cases).unwrap_or(u32::MAX).min(1 << 20) / 8 + 1));
     let started = Instant::now();
     let output = run_child(&mut cmd, limit);
     let last_case = std::fs::read_to_string(&case_file).unwrap_or_default()
@@ -254,7 +286,11 @@ fn role_fuzz(args: &[String]) -> i32 {
                 {
                     let case = std::fs::read_to_string(&case_file).unwrap_or_default();
                     let call = CALL.load(std::sync::atomic::Ordering::Relaxed);
-                    let call = if call == usize::MAX { "device set-up or tear-down".to_owned() } else { format!("call {call}") };
+                    let call = if call == usize::MAX {
+                        "device set-up or tear-down".to_owned()
+                    } else {
+                        format!("call {call}")
+                    };
                     eprintln!("HANG: case {n} ran over {CASE_LIMIT:?} in {call}:\n{case}");
                     std::process::exit(3);
                 }
@@ -278,7 +314,10 @@ fn role_fuzz(args: &[String]) -> i32 {
     let counter = std::sync::atomic::AtomicU64::new(0);
     let result = runner.run(&strategy, |ops| {
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _ = std::fs::write(&case_file, format!("case {n} on {route} ({} calls):\n{ops:#?}\n", ops.len()));
+        let _ = std::fs::write(
+            &case_file,
+            format!("case {n} on {route} ({} calls):\n{ops:#?}\n", ops.len()),
+        );
         *lock(&CURRENT) = Some((Instant::now(), n));
         let outcome = run_case(route, &ops);
         *lock(&CURRENT) = None;
@@ -402,9 +441,20 @@ enum Link {
     Unknown(i32),
     ExportFence(u32),
     ExportSemaphore(u32),
-    ExportFenceWin32 { attributes: Attributes, access: u32, name: NameSpec },
-    ExportSemaphoreWin32 { attributes: Attributes, access: u32, name: NameSpec },
-    SemaphoreType { ty: i32, initial: u64 },
+    ExportFenceWin32 {
+        attributes: Attributes,
+        access: u32,
+        name: NameSpec,
+    },
+    ExportSemaphoreWin32 {
+        attributes: Attributes,
+        access: u32,
+        name: NameSpec,
+    },
+    SemaphoreType {
+        ty: i32,
+        initial: u64,
+    },
     TimelineSubmit(Arr, Arr),
     D3d12Submit(Arr, Arr),
     /// Structures that belong elsewhere.
@@ -440,7 +490,15 @@ fn attributes() -> impl Strategy<Value = Attributes> {
 }
 
 fn access() -> impl Strategy<Value = u32> {
-    prop_oneof![Just(0u32), Just(0x1000_0000), Just(0x0010_0000), Just(0x8000_0000), Just(1), Just(2), any::<u32>()]
+    prop_oneof![
+        Just(0u32),
+        Just(0x1000_0000),
+        Just(0x0010_0000),
+        Just(0x8000_0000),
+        Just(1),
+        Just(2),
+        any::<u32>()
+    ]
 }
 
 /// External handle type bits: single valid ones, none, several, anything.
@@ -535,7 +593,10 @@ enum MiscFd {
     MemfdGarbage(Vec<u8>),
     /// A copy of a real payload page with the u32 at `offset * 4` (of the 80-byte header and
     /// state) replaced: a forged page.
-    ForgedPage { offset: u8, value: u32 },
+    ForgedPage {
+        offset: u8,
+        value: u32,
+    },
     /// A live payload page reopened read-only.
     ReadOnlyPage,
 }
@@ -550,7 +611,10 @@ fn misc_fd() -> impl Strategy<Value = MiscFd> {
         Just(MiscFd::MemfdUnsealed),
         Just(MiscFd::MemfdWrongSize),
         proptest::collection::vec(any::<u8>(), 1..16).prop_map(MiscFd::MemfdGarbage),
-        (0u8..20, prop_oneof![Just(0u32), Just(1), Just(5), Just(u32::MAX), any::<u32>()])
+        (
+            0u8..20,
+            prop_oneof![Just(0u32), Just(1), Just(5), Just(u32::MAX), any::<u32>()]
+        )
             .prop_map(|(offset, value)| MiscFd::ForgedPage { offset, value }),
         Just(MiscFd::ReadOnlyPage),
     ]
@@ -627,27 +691,87 @@ fn timeout() -> impl Strategy<Value = u64> {
 /// One recorded command.
 #[derive(Clone, Debug)]
 enum Cmd {
-    Fill { buffer: H, offset: u64, size: u64, data: u32 },
-    Copy { src: H, dst: H, regions: Vec<(u64, u64, u64)>, null_regions: bool },
-    Update { buffer: H, offset: u64, len: u16 },
-    Barrier { memory_barriers: u8, null: bool, chain: Chain },
-    Barrier2 { chain: Chain, memory_barriers: u8, null: bool },
-    SetEvent { event: H, stage: u32 },
-    ResetEvent { event: H, stage: u32 },
-    WaitEvents { events: Vec<H>, null: bool },
+    Fill {
+        buffer: H,
+        offset: u64,
+        size: u64,
+        data: u32,
+    },
+    Copy {
+        src: H,
+        dst: H,
+        regions: Vec<(u64, u64, u64)>,
+        null_regions: bool,
+    },
+    Update {
+        buffer: H,
+        offset: u64,
+        len: u16,
+    },
+    Barrier {
+        memory_barriers: u8,
+        null: bool,
+        chain: Chain,
+    },
+    Barrier2 {
+        chain: Chain,
+        memory_barriers: u8,
+        null: bool,
+    },
+    SetEvent {
+        event: H,
+        stage: u32,
+    },
+    ResetEvent {
+        event: H,
+        stage: u32,
+    },
+    WaitEvents {
+        events: Vec<H>,
+        null: bool,
+    },
 }
 
 fn cmd() -> impl Strategy<Value = Cmd> {
     prop_oneof![
-        (h(), size(), size(), any::<u32>()).prop_map(|(buffer, offset, size, data)| Cmd::Fill { buffer, offset, size, data }),
-        (h(), h(), proptest::collection::vec((size(), size(), size()), 0..3), any::<bool>())
-            .prop_map(|(src, dst, regions, null_regions)| Cmd::Copy { src, dst, regions, null_regions }),
-        (h(), size(), prop_oneof![0u16..300, Just(65_535)]).prop_map(|(buffer, offset, len)| Cmd::Update { buffer, offset, len }),
-        (0u8..3, any::<bool>(), chain()).prop_map(|(memory_barriers, null, chain)| Cmd::Barrier { memory_barriers, null, chain }),
-        (chain(), 0u8..3, any::<bool>()).prop_map(|(chain, memory_barriers, null)| Cmd::Barrier2 { chain, memory_barriers, null }),
+        (h(), size(), size(), any::<u32>()).prop_map(|(buffer, offset, size, data)| Cmd::Fill {
+            buffer,
+            offset,
+            size,
+            data
+        }),
+        (
+            h(),
+            h(),
+            proptest::collection::vec((size(), size(), size()), 0..3),
+            any::<bool>()
+        )
+            .prop_map(|(src, dst, regions, null_regions)| Cmd::Copy {
+                src,
+                dst,
+                regions,
+                null_regions
+            }),
+        (h(), size(), prop_oneof![0u16..300, Just(65_535)]).prop_map(|(buffer, offset, len)| Cmd::Update {
+            buffer,
+            offset,
+            len
+        }),
+        (0u8..3, any::<bool>(), chain()).prop_map(|(memory_barriers, null, chain)| Cmd::Barrier {
+            memory_barriers,
+            null,
+            chain
+        }),
+        (chain(), 0u8..3, any::<bool>()).prop_map(|(chain, memory_barriers, null)| Cmd::Barrier2 {
+            chain,
+            memory_barriers,
+            null
+        }),
         (h(), prop_oneof![Just(1u32), Just(0), any::<u32>()]).prop_map(|(event, stage)| Cmd::SetEvent { event, stage }),
-        (h(), prop_oneof![Just(1u32), Just(0), any::<u32>()]).prop_map(|(event, stage)| Cmd::ResetEvent { event, stage }),
-        (proptest::collection::vec(h(), 0..3), any::<bool>()).prop_map(|(events, null)| Cmd::WaitEvents { events, null }),
+        (h(), prop_oneof![Just(1u32), Just(0), any::<u32>()])
+            .prop_map(|(event, stage)| Cmd::ResetEvent { event, stage }),
+        (proptest::collection::vec(h(), 0..3), any::<bool>())
+            .prop_map(|(events, null)| Cmd::WaitEvents { events, null }),
     ]
 }
 
@@ -668,64 +792,230 @@ struct BatchSpec {
 fn batch() -> impl Strategy<Value = BatchSpec> {
     (
         proptest::collection::vec((h(), value()), 0..3),
-        proptest::option::weighted(0.9, prop_oneof![Just(vk::PipelineStageFlags::ALL_COMMANDS.as_raw()), Just(0u32), any::<u32>()]),
+        proptest::option::weighted(
+            0.9,
+            prop_oneof![
+                Just(vk::PipelineStageFlags::ALL_COMMANDS.as_raw()),
+                Just(0u32),
+                any::<u32>()
+            ],
+        ),
         proptest::collection::vec((h(), value()), 0..3),
         any::<bool>(),
         proptest::bool::weighted(0.7),
         chain(),
     )
-        .prop_map(|(waits, stages, signals, command_buffer, timeline_values, chain)| BatchSpec {
-            waits,
-            stages,
-            signals,
-            command_buffer,
-            timeline_values,
-            chain,
-        })
+        .prop_map(
+            |(waits, stages, signals, command_buffer, timeline_values, chain)| BatchSpec {
+                waits,
+                stages,
+                signals,
+                command_buffer,
+                timeline_values,
+                chain,
+            },
+        )
 }
 
 /// One call (or a short sequence: `Record`).
 #[derive(Clone, Debug)]
 enum Op {
-    CreateFence { flags: u32, chain: Chain, wrong_s_type: bool },
-    CreateSemaphore { chain: Chain, wrong_s_type: bool },
-    CreateEvent { chain: Chain },
+    CreateFence {
+        flags: u32,
+        chain: Chain,
+        wrong_s_type: bool,
+    },
+    CreateSemaphore {
+        chain: Chain,
+        wrong_s_type: bool,
+    },
+    CreateEvent {
+        chain: Chain,
+    },
     DestroyFence(H),
     DestroySemaphore(H),
     DestroyEvent(H),
-    ResetFences { fences: Vec<H>, null: bool },
+    ResetFences {
+        fences: Vec<H>,
+        null: bool,
+    },
     FenceStatus(H),
-    WaitFences { fences: Vec<H>, null: bool, all: bool, timeout: u64 },
-    Signal { semaphore: H, value: u64, chain: Chain },
-    WaitSemaphores { waits: Vec<(H, u64)>, null_values: bool, flags: u32, chain: Chain, timeout: u64 },
-    Counter { semaphore: H, null_out: bool },
-    EventOp { event: H, op: u8 },
-    Submit { queue: u8, batches: Vec<BatchSpec>, fence: H, null_batches: bool },
-    Submit2 { queue: u8, batches: Vec<BatchSpec>, fence: H, null_infos: bool },
-    Record { begin_chain: Chain, flags: u32, cmds: Vec<Cmd> },
-    AllocateMemory { size: u64, type_index: u32, chain: Chain },
+    WaitFences {
+        fences: Vec<H>,
+        null: bool,
+        all: bool,
+        timeout: u64,
+    },
+    Signal {
+        semaphore: H,
+        value: u64,
+        chain: Chain,
+    },
+    WaitSemaphores {
+        waits: Vec<(H, u64)>,
+        null_values: bool,
+        flags: u32,
+        chain: Chain,
+        timeout: u64,
+    },
+    Counter {
+        semaphore: H,
+        null_out: bool,
+    },
+    EventCall {
+        event: H,
+        op: u8,
+    },
+    Submit {
+        queue: u8,
+        batches: Vec<BatchSpec>,
+        fence: H,
+        null_batches: bool,
+    },
+    Submit2 {
+        queue: u8,
+        batches: Vec<BatchSpec>,
+        fence: H,
+        null_infos: bool,
+    },
+    Record {
+        begin_chain: Chain,
+        flags: u32,
+        cmds: Vec<Cmd>,
+    },
+    AllocateMemory {
+        size: u64,
+        type_index: u32,
+        chain: Chain,
+    },
     FreeMemory(H),
-    MapMemory { memory: H, offset: u64, size: u64 },
+    MapMemory {
+        memory: H,
+        offset: u64,
+        size: u64,
+    },
     UnmapMemory(H),
-    CreateBuffer { size: u64, usage: u32, flags: u32, chain: Chain },
+    CreateBuffer {
+        size: u64,
+        usage: u32,
+        flags: u32,
+        chain: Chain,
+    },
     DestroyBuffer(H),
-    BindBuffer { buffer: H, memory: H, offset: u64 },
+    BindBuffer {
+        buffer: H,
+        memory: H,
+        offset: u64,
+    },
     BufferRequirements(H),
-    GetFenceFd { fence: H, handle_type: u32, chain: Chain },
-    ImportFenceFd { fence: H, handle_type: u32, flags: u32, fd: FdSpec, chain: Chain, wrong_s_type: bool },
-    GetSemaphoreFd { semaphore: H, handle_type: u32, chain: Chain },
-    ImportSemaphoreFd { semaphore: H, handle_type: u32, flags: u32, fd: FdSpec, chain: Chain, wrong_s_type: bool },
-    GetFenceWin32 { fence: H, handle_type: u32, chain: Chain },
-    ImportFenceWin32 { fence: H, handle_type: u32, flags: u32, handle: HandleSpec, name: NameSpec, chain: Chain },
-    GetSemaphoreWin32 { semaphore: H, handle_type: u32, chain: Chain },
-    ImportSemaphoreWin32 { semaphore: H, handle_type: u32, flags: u32, handle: HandleSpec, name: NameSpec, chain: Chain },
-    ExternalFenceProperties { handle_type: u32, chain: Chain, out: OutChain },
-    ExternalSemaphoreProperties { handle_type: u32, chain: Chain, out: OutChain },
+    GetFenceFd {
+        fence: H,
+        handle_type: u32,
+        chain: Chain,
+    },
+    ImportFenceFd {
+        fence: H,
+        handle_type: u32,
+        flags: u32,
+        fd: FdSpec,
+        chain: Chain,
+        wrong_s_type: bool,
+    },
+    GetSemaphoreFd {
+        semaphore: H,
+        handle_type: u32,
+        chain: Chain,
+    },
+    ImportSemaphoreFd {
+        semaphore: H,
+        handle_type: u32,
+        flags: u32,
+        fd: FdSpec,
+        chain: Chain,
+        wrong_s_type: bool,
+    },
+    GetFenceWin32 {
+        fence: H,
+        handle_type: u32,
+        chain: Chain,
+    },
+    ImportFenceWin32 {
+        fence: H,
+        handle_type: u32,
+        flags: u32,
+        handle: HandleSpec,
+        name: NameSpec,
+        chain: Chain,
+    },
+    GetSemaphoreWin32 {
+        semaphore: H,
+        handle_type: u32,
+        chain: Chain,
+    },
+    ImportSemaphoreWin32 {
+        semaphore: H,
+        handle_type: u32,
+        flags: u32,
+        handle: HandleSpec,
+        name: NameSpec,
+        chain: Chain,
+    },
+    ExternalFenceProperties {
+        handle_type: u32,
+        chain: Chain,
+        out: OutChain,
+    },
+    ExternalSemaphoreProperties {
+        handle_type: u32,
+        chain: Chain,
+        out: OutChain,
+    },
     Properties2(OutChain),
     Features2(OutChain),
-    QueueFamilies2 { count: u8, out: OutChain },
+    QueueFamilies2 {
+        count: u8,
+        out: OutChain,
+    },
     MemoryProperties2(OutChain),
+    /// A NULL where a structure or an output is required: which call (see `World::null_pointer`).
+    NullPointer(u8),
+    /// `VK_EXT_debug_utils` instance commands (in process only: the loader implements them
+    /// itself): create a messenger (random filters, a callback or NULL), destroy one (live,
+    /// destroyed or made up), submit a message (random or NULL data).
+    Messenger {
+        call: u8,
+        messenger: H,
+        severity: u32,
+        types: u32,
+        null_callback: bool,
+    },
+    /// A second device with random queue requests, extensions and chain (in process only: the
+    /// loader walks `vkCreateDevice`'s chain itself), destroyed at once when made.
+    CreateDevice {
+        queues: Vec<QueueRequest>,
+        extensions: Vec<u8>,
+        chain: Chain,
+    },
 }
+
+/// One `VkDeviceQueueCreateInfo`.
+#[derive(Clone, Debug)]
+struct QueueRequest {
+    family: u32,
+    count: u8,
+    null_priorities: bool,
+}
+
+/// Extension names a device may ask for: real ones, one the driver lacks, and NULL (index 7).
+const DEVICE_EXTENSION_CHOICES: [&std::ffi::CStr; 7] = [
+    c"VK_KHR_timeline_semaphore",
+    c"VK_KHR_external_semaphore_fd",
+    c"VK_KHR_external_fence_win32",
+    c"VK_KHR_synchronization2",
+    c"VK_KHR_swapchain",
+    c"VK_TETHER_no_such_extension",
+    c"",
+];
 
 fn import_flags() -> impl Strategy<Value = u32> {
     prop_oneof![3 => Just(0u32), 3 => Just(1u32), 1 => any::<u32>()]
@@ -758,7 +1048,7 @@ fn op(route: Route, layered: bool) -> BoxedStrategy<Op> {
         2 => (proptest::collection::vec((h(), value()), 0..3), proptest::bool::weighted(0.1), prop_oneof![Just(0u32), Just(1), any::<u32>()], chain(), timeout())
             .prop_map(|(waits, null_values, flags, chain, timeout)| Op::WaitSemaphores { waits, null_values, flags, chain, timeout }),
         2 => (h(), proptest::bool::weighted(0.1)).prop_map(|(semaphore, null_out)| Op::Counter { semaphore, null_out }),
-        2 => (h(), 0u8..3).prop_map(|(event, op)| Op::EventOp { event, op }),
+        2 => (h(), 0u8..3).prop_map(|(event, op)| Op::EventCall { event, op }),
         4 => (0u8..4, proptest::collection::vec(batch(), 0..3), h(), proptest::bool::weighted(0.05))
             .prop_map(|(queue, batches, fence, null_batches)| Op::Submit { queue, batches, fence, null_batches }),
         2 => (0u8..4, proptest::collection::vec(batch(), 0..3), h(), proptest::bool::weighted(0.05))
@@ -775,6 +1065,7 @@ fn op(route: Route, layered: bool) -> BoxedStrategy<Op> {
         1 => h().prop_map(Op::DestroyBuffer),
         1 => (h(), h(), size()).prop_map(|(buffer, memory, offset)| Op::BindBuffer { buffer, memory, offset }),
         1 => h().prop_map(Op::BufferRequirements),
+        2 => (0u8..NULL_POINTER_CALLS).prop_map(Op::NullPointer),
         3 => (h(), handle_types(), chain()).prop_map(|(fence, handle_type, chain)| Op::GetFenceFd { fence, handle_type, chain }),
         3 => (h(), handle_types(), import_flags(), fd_spec(), chain(), proptest::bool::weighted(0.05))
             .prop_map(|(fence, handle_type, flags, fd, chain, wrong_s_type)| Op::ImportFenceFd { fence, handle_type, flags, fd, chain, wrong_s_type }),
@@ -788,12 +1079,54 @@ fn op(route: Route, layered: bool) -> BoxedStrategy<Op> {
         3 => (h(), handle_types(), import_flags(), handle_spec(), name_spec(), chain())
             .prop_map(|(semaphore, handle_type, flags, handle, name, chain)| Op::ImportSemaphoreWin32 { semaphore, handle_type, flags, handle, name, chain }),
     ];
+    let device_ops = if route == Route::InProcess {
+        let queue = (
+            prop_oneof![4 => Just(0u32), 1 => any::<u32>()],
+            0u8..7,
+            proptest::bool::weighted(0.1),
+        )
+            .prop_map(|(family, count, null_priorities)| QueueRequest {
+                family,
+                count,
+                null_priorities,
+            });
+        let create_device = (
+            proptest::collection::vec(queue, 0..3),
+            proptest::collection::vec(0u8..8, 0..4),
+            chain(),
+        )
+            .prop_map(|(queues, extensions, chain)| Op::CreateDevice {
+                queues,
+                extensions,
+                chain,
+            });
+        let messenger = (0u8..3, h(), any::<u32>(), any::<u32>(), proptest::bool::weighted(0.2)).prop_map(
+            |(call, messenger, severity, types, null_callback)| Op::Messenger {
+                call,
+                messenger,
+                severity,
+                types,
+                null_callback,
+            },
+        );
+        prop_oneof![40 => device_ops, 1 => create_device, 1 => messenger].boxed()
+    } else {
+        device_ops.boxed()
+    };
     if !instance_level {
-        return device_ops.boxed();
+        return device_ops;
     }
     let instance_ops = prop_oneof![
-        (handle_types(), chain(), out()).prop_map(|(handle_type, chain, out)| Op::ExternalFenceProperties { handle_type, chain, out }),
-        (handle_types(), chain(), out()).prop_map(|(handle_type, chain, out)| Op::ExternalSemaphoreProperties { handle_type, chain, out }),
+        (handle_types(), chain(), out()).prop_map(|(handle_type, chain, out)| Op::ExternalFenceProperties {
+            handle_type,
+            chain,
+            out
+        }),
+        (handle_types(), chain(), out()).prop_map(|(handle_type, chain, out)| Op::ExternalSemaphoreProperties {
+            handle_type,
+            chain,
+            out
+        }),
         out().prop_map(Op::Properties2),
         out().prop_map(Op::Features2),
         (0u8..3, out()).prop_map(|(count, out)| Op::QueueFamilies2 { count, out }),
@@ -813,13 +1146,17 @@ struct Storage {
     slots: Vec<Slot>,
     arrays: Vec<Vec<u64>>,
     names: Vec<Vec<u16>>,
+    /// Boxed: pointers to earlier elements must survive later pushes.
+    #[allow(clippy::vec_box)]
     attributes: Vec<Box<SecurityAttributes>>,
 }
 
 impl Storage {
     fn slot(&mut self) -> *mut u8 {
         self.slots.push(Box::new([0u64; 256]));
-        self.slots.last_mut().map_or(std::ptr::null_mut(), |s| s.as_mut_ptr().cast())
+        self.slots
+            .last_mut()
+            .map_or(std::ptr::null_mut(), |s| s.as_mut_ptr().cast())
     }
 
     /// Places `value` in a new slot.
@@ -933,6 +1270,9 @@ struct World {
     /// While recording: invalid commands accepted silently, which `vkEndCommandBuffer` must
     /// then refuse.
     recording: std::cell::RefCell<Option<Vec<String>>>,
+    /// Messengers the case made, and destroyed ones.
+    messengers: Vec<vk::DebugUtilsMessengerEXT>,
+    destroyed_messengers: Vec<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1034,6 +1374,8 @@ impl World {
             names: Vec::new(),
             page_source: None,
             recording: std::cell::RefCell::new(None),
+            messengers: Vec::new(),
+            destroyed_messengers: Vec::new(),
             device,
             inst,
         };
@@ -1048,26 +1390,40 @@ impl World {
     /// D3D12), an event, a buffer bound to memory, a command buffer, and one destroyed of each.
     fn populate(&mut self) -> Result<(), String> {
         let d = &self.device;
-        // SAFETY (every call below): valid create infos on a live device.
+        // SAFETY: every call below gets valid create infos on a live device.
         unsafe {
             let pool_info = vk::CommandPoolCreateInfo::default()
                 .queue_family_index(0)
                 .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER);
-            self.pool = d.create_command_pool(&pool_info, None).map_err(|e| format!("pool: {e}"))?;
+            self.pool = d
+                .create_command_pool(&pool_info, None)
+                .map_err(|e| format!("pool: {e}"))?;
             let alloc = vk::CommandBufferAllocateInfo::default()
                 .command_pool(self.pool)
                 .level(vk::CommandBufferLevel::PRIMARY)
                 .command_buffer_count(1);
             self.command_buffer = d.allocate_command_buffers(&alloc).map_err(|e| format!("cb: {e}"))?[0];
             for signaled in [false, true] {
-                let flags = if signaled { vk::FenceCreateFlags::SIGNALED } else { vk::FenceCreateFlags::empty() };
-                self.fences.push(d.create_fence(&vk::FenceCreateInfo::default().flags(flags), None).map_err(|e| e.to_string())?);
+                let flags = if signaled {
+                    vk::FenceCreateFlags::SIGNALED
+                } else {
+                    vk::FenceCreateFlags::empty()
+                };
+                self.fences.push(
+                    d.create_fence(&vk::FenceCreateInfo::default().flags(flags), None)
+                        .map_err(|e| e.to_string())?,
+                );
             }
-            let mut export = vk::ExportFenceCreateInfo::default().handle_types(vk::ExternalFenceHandleTypeFlags::from_raw(FENCE_TYPES));
+            let mut export = vk::ExportFenceCreateInfo::default()
+                .handle_types(vk::ExternalFenceHandleTypeFlags::from_raw(FENCE_TYPES));
             if let Ok(f) = d.create_fence(&vk::FenceCreateInfo::default().push_next(&mut export), None) {
                 self.fences.push(f);
             }
-            self.semaphores.push((d.create_semaphore(&vk::SemaphoreCreateInfo::default(), None).map_err(|e| e.to_string())?, false));
+            self.semaphores.push((
+                d.create_semaphore(&vk::SemaphoreCreateInfo::default(), None)
+                    .map_err(|e| e.to_string())?,
+                false,
+            ));
             let mut export = vk::ExportSemaphoreCreateInfo::default()
                 .handle_types(vk::ExternalSemaphoreHandleTypeFlags::from_raw(SEMAPHORE_TYPES));
             if let Ok(s) = d.create_semaphore(&vk::SemaphoreCreateInfo::default().push_next(&mut export), None) {
@@ -1077,8 +1433,8 @@ impl World {
                 let mut ty = vk::SemaphoreTypeCreateInfo::default()
                     .semaphore_type(vk::SemaphoreType::TIMELINE)
                     .initial_value(initial);
-                let mut export =
-                    vk::ExportSemaphoreCreateInfo::default().handle_types(vk::ExternalSemaphoreHandleTypeFlags::from_raw(types));
+                let mut export = vk::ExportSemaphoreCreateInfo::default()
+                    .handle_types(vk::ExternalSemaphoreHandleTypeFlags::from_raw(types));
                 let mut info = vk::SemaphoreCreateInfo::default().push_next(&mut ty);
                 if types != 0 {
                     info = info.push_next(&mut export);
@@ -1090,7 +1446,10 @@ impl World {
                     }
                 }
             }
-            self.events.push(d.create_event(&vk::EventCreateInfo::default(), None).map_err(|e| e.to_string())?);
+            self.events.push(
+                d.create_event(&vk::EventCreateInfo::default(), None)
+                    .map_err(|e| e.to_string())?,
+            );
             let buffer_info = vk::BufferCreateInfo::default()
                 .size(256)
                 .usage(vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST);
@@ -1098,9 +1457,9 @@ impl World {
             let req = d.get_buffer_memory_requirements(buffer);
             let memory = d
                 .allocate_memory(
-                    &vk::MemoryAllocateInfo::default().allocation_size(req.size).memory_type_index(
-                        req.memory_type_bits.trailing_zeros(),
-                    ),
+                    &vk::MemoryAllocateInfo::default()
+                        .allocation_size(req.size)
+                        .memory_type_index(req.memory_type_bits.trailing_zeros()),
                     None,
                 )
                 .map_err(|e| e.to_string())?;
@@ -1108,19 +1467,31 @@ impl World {
             self.buffers.push(buffer);
             self.memories.push(memory);
             // One destroyed object of each kind.
-            let f = d.create_fence(&vk::FenceCreateInfo::default(), None).map_err(|e| e.to_string())?;
+            let f = d
+                .create_fence(&vk::FenceCreateInfo::default(), None)
+                .map_err(|e| e.to_string())?;
             d.destroy_fence(f, None);
-            let s = d.create_semaphore(&vk::SemaphoreCreateInfo::default(), None).map_err(|e| e.to_string())?;
+            let s = d
+                .create_semaphore(&vk::SemaphoreCreateInfo::default(), None)
+                .map_err(|e| e.to_string())?;
             d.destroy_semaphore(s, None);
-            let e = d.create_event(&vk::EventCreateInfo::default(), None).map_err(|e| e.to_string())?;
+            let e = d
+                .create_event(&vk::EventCreateInfo::default(), None)
+                .map_err(|e| e.to_string())?;
             d.destroy_event(e, None);
             let b = d.create_buffer(&buffer_info, None).map_err(|e| e.to_string())?;
             d.destroy_buffer(b, None);
             let m = d
-                .allocate_memory(&vk::MemoryAllocateInfo::default().allocation_size(64).memory_type_index(0), None)
+                .allocate_memory(
+                    &vk::MemoryAllocateInfo::default()
+                        .allocation_size(64)
+                        .memory_type_index(0),
+                    None,
+                )
                 .map_err(|e| e.to_string())?;
             d.free_memory(m, None);
-            self.destroyed.extend([f.as_raw(), s.as_raw(), e.as_raw(), b.as_raw(), m.as_raw()]);
+            self.destroyed
+                .extend([f.as_raw(), s.as_raw(), e.as_raw(), b.as_raw(), m.as_raw()]);
         }
         Ok(())
     }
@@ -1153,7 +1524,7 @@ impl World {
                 } else {
                     let v = self.destroyed[usize::from(*i) % self.destroyed.len()];
                     // A destroyed value can only be live again as an object of another kind.
-                    (v, !self.is_live_any(v) && !(null_ok && v == 0))
+                    (v, !(self.is_live_any(v) || null_ok && v == 0))
                 }
             }
             H::Null => (0, !null_ok),
@@ -1229,7 +1600,9 @@ impl World {
                     deferred.push(what.to_owned());
                     return Ok(());
                 }
-                return Err(format!("{what}: certainly invalid input accepted ({r:?}) without a validation message"));
+                return Err(format!(
+                    "{what}: certainly invalid input accepted ({r:?}) without a validation message"
+                ));
             } else {
                 stats.unreported += 1;
             }
@@ -1276,7 +1649,10 @@ impl World {
                     p
                 }
                 Link::ExportFence(t) => storage
-                    .place(vk::ExportFenceCreateInfo::default().handle_types(vk::ExternalFenceHandleTypeFlags::from_raw(*t)))
+                    .place(
+                        vk::ExportFenceCreateInfo::default()
+                            .handle_types(vk::ExternalFenceHandleTypeFlags::from_raw(*t)),
+                    )
                     .cast(),
                 Link::ExportSemaphore(t) => storage
                     .place(
@@ -1284,8 +1660,16 @@ impl World {
                             .handle_types(vk::ExternalSemaphoreHandleTypeFlags::from_raw(*t)),
                     )
                     .cast(),
-                Link::ExportFenceWin32 { attributes, access, name }
-                | Link::ExportSemaphoreWin32 { attributes, access, name } => {
+                Link::ExportFenceWin32 {
+                    attributes,
+                    access,
+                    name,
+                }
+                | Link::ExportSemaphoreWin32 {
+                    attributes,
+                    access,
+                    name,
+                } => {
                     let attrs: *const c_void = match attributes {
                         Attributes::Null => std::ptr::null(),
                         Attributes::Given { length, inherit } => {
@@ -1385,7 +1769,9 @@ impl World {
         };
         match sort {
             MiscFd::DevNull => std::fs::File::open("/dev/null").ok().map(OwnedFd::from),
-            MiscFd::Pipe => rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok().map(|(r, _w)| r),
+            MiscFd::Pipe => rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .ok()
+                .map(|(r, _w)| r),
             MiscFd::Socket => Some(tether_conformance::external::socket_pair().0),
             MiscFd::EventFd => rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).ok(),
             MiscFd::Directory => std::fs::File::open("/").ok().map(OwnedFd::from),
@@ -1462,7 +1848,13 @@ impl World {
                 Some(fd) => (fd.as_raw_fd() as u64, None),
                 None => (0, None),
             },
-            HandleSpec::Kmt(i) => (self.kmt.get(usize::from(*i) % self.kmt.len().max(1)).copied().unwrap_or(0x4000_0002), None),
+            HandleSpec::Kmt(i) => (
+                self.kmt
+                    .get(usize::from(*i) % self.kmt.len().max(1))
+                    .copied()
+                    .unwrap_or(0x4000_0002),
+                None,
+            ),
             HandleSpec::Misc(sort) => match self.misc_fd(sort) {
                 Some(fd) => (fd.as_raw_fd() as u64, Some(fd)),
                 None => (0, None),
@@ -1489,7 +1881,11 @@ impl World {
             vk::StructureType::SEMAPHORE_TYPE_CREATE_INFO,
         ];
         match op {
-            Op::CreateFence { flags, chain, wrong_s_type } => {
+            Op::CreateFence {
+                flags,
+                chain,
+                wrong_s_type,
+            } => {
                 let (bad, bad_stripped) = create_chain_invalid(chain, FENCE_CHAIN);
                 let mut info = vk::FenceCreateInfo::default().flags(vk::FenceCreateFlags::from_raw(*flags));
                 info.p_next = self.build_chain(chain, &mut st);
@@ -1503,12 +1899,20 @@ impl World {
                     self.fences.push(out);
                 }
                 self.check("vkCreateFence", r, bad, true)?;
-                self.check("vkCreateFence (Win32 structures)", vk::Result::SUCCESS, bad_stripped, false)?;
+                self.check(
+                    "vkCreateFence (Win32 structures)",
+                    vk::Result::SUCCESS,
+                    bad_stripped,
+                    false,
+                )?;
                 self.check("vkCreateFence (sType)", vk::Result::SUCCESS, *wrong_s_type, false)
             }
             Op::CreateSemaphore { chain, wrong_s_type } => {
                 let (bad, bad_stripped) = create_chain_invalid(chain, SEMAPHORE_CHAIN);
-                let timeline = chain.links.iter().any(|l| matches!(l, Link::SemaphoreType { ty: 1, .. }));
+                let timeline = chain
+                    .links
+                    .iter()
+                    .any(|l| matches!(l, Link::SemaphoreType { ty: 1, .. }));
                 let mut info = vk::SemaphoreCreateInfo::default();
                 info.p_next = self.build_chain(chain, &mut st);
                 if *wrong_s_type {
@@ -1517,9 +1921,14 @@ impl World {
                 let mut out = vk::Semaphore::null();
                 // SAFETY: as above.
                 let r = unsafe { (f10.create_semaphore)(d, &info, std::ptr::null(), &mut out) };
-                let checked = self
-                    .check("vkCreateSemaphore", r, bad, true)
-                    .and_then(|()| self.check("vkCreateSemaphore (Win32 structures)", vk::Result::SUCCESS, bad_stripped, false));
+                let checked = self.check("vkCreateSemaphore", r, bad, true).and_then(|()| {
+                    self.check(
+                        "vkCreateSemaphore (Win32 structures)",
+                        vk::Result::SUCCESS,
+                        bad_stripped,
+                        false,
+                    )
+                });
                 if r == vk::Result::SUCCESS && out != vk::Semaphore::null() {
                     // With a looping or repeated chain the type is whatever the driver made of it:
                     // ask it.
@@ -1581,19 +1990,32 @@ impl World {
                 let r = unsafe { (f10.get_fence_status)(d, vk::Fence::from_raw(v)) };
                 self.check("vkGetFenceStatus", r, bad, true)
             }
-            Op::WaitFences { fences, null, all, timeout } => {
+            Op::WaitFences {
+                fences,
+                null,
+                all,
+                timeout,
+            } => {
                 let resolved: Vec<(u64, bool)> = fences.iter().map(|h| self.resolve(Kind::Fence, h, false)).collect();
                 let values: Vec<vk::Fence> = resolved.iter().map(|r| vk::Fence::from_raw(r.0)).collect();
                 let bad = resolved.iter().any(|r| r.1) || values.is_empty() || *null;
                 let ptr = if *null { std::ptr::null() } else { values.as_ptr() };
-                let count = if *null { values.len().max(1) as u32 } else { values.len() as u32 };
+                let count = if *null {
+                    values.len().max(1) as u32
+                } else {
+                    values.len() as u32
+                };
                 // SAFETY: `values` holds the count given, or NULL.
                 let r = common::returns_within("vkWaitForFences", Duration::from_nanos(*timeout), || unsafe {
                     (f10.wait_for_fences)(d, count, ptr, vk::Bool32::from(*all), *timeout)
                 });
                 self.check("vkWaitForFences", r, bad, true)
             }
-            Op::Signal { semaphore, value, chain } => {
+            Op::Signal {
+                semaphore,
+                value,
+                chain,
+            } => {
                 let (v, bad) = self.resolve_timeline(semaphore);
                 let mut info = vk::SemaphoreSignalInfo::default()
                     .semaphore(vk::Semaphore::from_raw(v))
@@ -1602,9 +2024,20 @@ impl World {
                 // SAFETY: `info` and its chain live in `st` for the call.
                 let r = unsafe { (f12.signal_semaphore)(d, &info) };
                 self.check("vkSignalSemaphore", r, bad, true)?;
-                self.check("vkSignalSemaphore (chain)", vk::Result::SUCCESS, chain_invalid(chain, &[]), false)
+                self.check(
+                    "vkSignalSemaphore (chain)",
+                    vk::Result::SUCCESS,
+                    chain_invalid(chain, &[]),
+                    false,
+                )
             }
-            Op::WaitSemaphores { waits, null_values, flags, chain, timeout } => {
+            Op::WaitSemaphores {
+                waits,
+                null_values,
+                flags,
+                chain,
+                timeout,
+            } => {
                 let resolved: Vec<(u64, bool)> = waits.iter().map(|(h, _)| self.resolve_timeline(h)).collect();
                 let semaphores: Vec<vk::Semaphore> = resolved.iter().map(|r| vk::Semaphore::from_raw(r.0)).collect();
                 let values: Vec<u64> = waits.iter().map(|w| w.1).collect();
@@ -1612,14 +2045,23 @@ impl World {
                 let mut info = vk::SemaphoreWaitInfo::default().flags(vk::SemaphoreWaitFlags::from_raw(*flags));
                 info.semaphore_count = semaphores.len() as u32;
                 info.p_semaphores = semaphores.as_ptr();
-                info.p_values = if *null_values { std::ptr::null() } else { values.as_ptr() };
+                info.p_values = if *null_values {
+                    std::ptr::null()
+                } else {
+                    values.as_ptr()
+                };
                 info.p_next = self.build_chain(chain, &mut st);
                 // SAFETY: the arrays hold the count given (or `pValues` is NULL).
                 let r = common::returns_within("vkWaitSemaphores", Duration::from_nanos(*timeout), || unsafe {
                     (f12.wait_semaphores)(d, &info, *timeout)
                 });
                 self.check("vkWaitSemaphores", r, bad, true)?;
-                self.check("vkWaitSemaphores (chain)", vk::Result::SUCCESS, chain_invalid(chain, &[]), false)
+                self.check(
+                    "vkWaitSemaphores (chain)",
+                    vk::Result::SUCCESS,
+                    chain_invalid(chain, &[]),
+                    false,
+                )
             }
             Op::Counter { semaphore, null_out } => {
                 let (v, bad) = self.resolve_timeline(semaphore);
@@ -1629,7 +2071,7 @@ impl World {
                 let r = unsafe { (f12.get_semaphore_counter_value)(d, vk::Semaphore::from_raw(v), out) };
                 self.check("vkGetSemaphoreCounterValue", r, bad || *null_out, true)
             }
-            Op::EventOp { event, op } => {
+            Op::EventCall { event, op } => {
                 let (v, bad) = self.resolve(Kind::Event, event, false);
                 let e = vk::Event::from_raw(v);
                 // SAFETY: any handle value.
@@ -1642,11 +2084,31 @@ impl World {
                 };
                 self.check("vkSetEvent/vkResetEvent/vkGetEventStatus", r, bad, true)
             }
-            Op::Submit { queue, batches, fence, null_batches } => self.submit(*queue, batches, fence, *null_batches, &mut st),
-            Op::Submit2 { queue, batches, fence, null_infos } => self.submit2(*queue, batches, fence, *null_infos),
-            Op::Record { begin_chain, flags, cmds } => self.record(begin_chain, *flags, cmds, &mut st),
-            Op::AllocateMemory { size, type_index, chain } => {
-                let mut info = vk::MemoryAllocateInfo::default().allocation_size(*size).memory_type_index(*type_index);
+            Op::Submit {
+                queue,
+                batches,
+                fence,
+                null_batches,
+            } => self.submit(*queue, batches, fence, *null_batches, &mut st),
+            Op::Submit2 {
+                queue,
+                batches,
+                fence,
+                null_infos,
+            } => self.submit2(*queue, batches, fence, *null_infos),
+            Op::Record {
+                begin_chain,
+                flags,
+                cmds,
+            } => self.record(begin_chain, *flags, cmds, &mut st),
+            Op::AllocateMemory {
+                size,
+                type_index,
+                chain,
+            } => {
+                let mut info = vk::MemoryAllocateInfo::default()
+                    .allocation_size(*size)
+                    .memory_type_index(*type_index);
                 info.p_next = self.build_chain(chain, &mut st);
                 let mut out = vk::DeviceMemory::null();
                 // SAFETY: `info` and its chain live in `st` for the call.
@@ -1672,7 +2134,16 @@ impl World {
                 let (v, bad) = self.resolve(Kind::Memory, memory, false);
                 let mut ptr: *mut c_void = std::ptr::null_mut();
                 // SAFETY: `ptr` is writable; nothing is written through the mapping.
-                let r = unsafe { (f10.map_memory)(d, vk::DeviceMemory::from_raw(v), *offset, *size, vk::MemoryMapFlags::empty(), &mut ptr) };
+                let r = unsafe {
+                    (f10.map_memory)(
+                        d,
+                        vk::DeviceMemory::from_raw(v),
+                        *offset,
+                        *size,
+                        vk::MemoryMapFlags::empty(),
+                        &mut ptr,
+                    )
+                };
                 self.check("vkMapMemory", r, bad || *size == 0, true)?;
                 if r == vk::Result::SUCCESS {
                     // SAFETY: mapped just now.
@@ -1687,7 +2158,12 @@ impl World {
                 unsafe { (f10.unmap_memory)(d, vk::DeviceMemory::from_raw(v)) };
                 self.check("vkUnmapMemory", vk::Result::SUCCESS, bad, false)
             }
-            Op::CreateBuffer { size, usage, flags, chain } => {
+            Op::CreateBuffer {
+                size,
+                usage,
+                flags,
+                chain,
+            } => {
                 let mut info = vk::BufferCreateInfo::default()
                     .size(*size)
                     .usage(vk::BufferUsageFlags::from_raw(*usage))
@@ -1712,7 +2188,9 @@ impl World {
                 let (b, bad_b) = self.resolve(Kind::Buffer, buffer, false);
                 let (m, bad_m) = self.resolve(Kind::Memory, memory, false);
                 // SAFETY: any handle values.
-                let r = unsafe { (f10.bind_buffer_memory)(d, vk::Buffer::from_raw(b), vk::DeviceMemory::from_raw(m), *offset) };
+                let r = unsafe {
+                    (f10.bind_buffer_memory)(d, vk::Buffer::from_raw(b), vk::DeviceMemory::from_raw(m), *offset)
+                };
                 self.check("vkBindBufferMemory", r, bad_b || bad_m, true)
             }
             Op::BufferRequirements(h) => {
@@ -1722,7 +2200,11 @@ impl World {
                 unsafe { (f10.get_buffer_memory_requirements)(d, vk::Buffer::from_raw(v), &mut req) };
                 self.check("vkGetBufferMemoryRequirements", vk::Result::SUCCESS, bad, true)
             }
-            Op::GetFenceFd { fence, handle_type, chain } => {
+            Op::GetFenceFd {
+                fence,
+                handle_type,
+                chain,
+            } => {
                 let (v, bad) = self.resolve(Kind::Fence, fence, false);
                 let mut info = vk::FenceGetFdInfoKHR::default()
                     .fence(vk::Fence::from_raw(v))
@@ -1734,7 +2216,11 @@ impl World {
                 self.take_exported_fd(r, fd)?;
                 self.check("vkGetFenceFdKHR", r, bad, true)
             }
-            Op::GetSemaphoreFd { semaphore, handle_type, chain } => {
+            Op::GetSemaphoreFd {
+                semaphore,
+                handle_type,
+                chain,
+            } => {
                 let (v, bad) = self.resolve(Kind::Semaphore, semaphore, false);
                 let mut info = vk::SemaphoreGetFdInfoKHR::default()
                     .semaphore(vk::Semaphore::from_raw(v))
@@ -1746,7 +2232,14 @@ impl World {
                 self.take_exported_fd(r, fd)?;
                 self.check("vkGetSemaphoreFdKHR", r, bad, true)
             }
-            Op::ImportFenceFd { fence, handle_type, flags, fd, chain, wrong_s_type } => {
+            Op::ImportFenceFd {
+                fence,
+                handle_type,
+                flags,
+                fd,
+                chain,
+                wrong_s_type,
+            } => {
                 let (v, bad) = self.resolve(Kind::Fence, fence, false);
                 let (raw, owned, bad_fd) = self.fd_arg(fd);
                 let mut info = vk::ImportFenceFdInfoKHR::default()
@@ -1763,7 +2256,14 @@ impl World {
                 self.after_fd_import(r, owned);
                 self.check("vkImportFenceFdKHR", r, bad || bad_fd, true)
             }
-            Op::ImportSemaphoreFd { semaphore, handle_type, flags, fd, chain, wrong_s_type } => {
+            Op::ImportSemaphoreFd {
+                semaphore,
+                handle_type,
+                flags,
+                fd,
+                chain,
+                wrong_s_type,
+            } => {
                 let (v, bad) = self.resolve(Kind::Semaphore, semaphore, false);
                 let (raw, owned, bad_fd) = self.fd_arg(fd);
                 let mut info = vk::ImportSemaphoreFdInfoKHR::default()
@@ -1780,7 +2280,11 @@ impl World {
                 self.after_fd_import(r, owned);
                 self.check("vkImportSemaphoreFdKHR", r, bad || bad_fd, true)
             }
-            Op::GetFenceWin32 { fence, handle_type, chain } => {
+            Op::GetFenceWin32 {
+                fence,
+                handle_type,
+                chain,
+            } => {
                 let (v, bad) = self.resolve(Kind::Fence, fence, false);
                 let mut info = vk::FenceGetWin32HandleInfoKHR::default()
                     .fence(vk::Fence::from_raw(v))
@@ -1792,7 +2296,11 @@ impl World {
                 self.take_win32(r, *handle_type, handle)?;
                 self.check("vkGetFenceWin32HandleKHR", r, bad, true)
             }
-            Op::GetSemaphoreWin32 { semaphore, handle_type, chain } => {
+            Op::GetSemaphoreWin32 {
+                semaphore,
+                handle_type,
+                chain,
+            } => {
                 let (v, bad) = self.resolve(Kind::Semaphore, semaphore, false);
                 let mut info = vk::SemaphoreGetWin32HandleInfoKHR::default()
                     .semaphore(vk::Semaphore::from_raw(v))
@@ -1804,7 +2312,14 @@ impl World {
                 self.take_win32(r, *handle_type, handle)?;
                 self.check("vkGetSemaphoreWin32HandleKHR", r, bad, true)
             }
-            Op::ImportFenceWin32 { fence, handle_type, flags, handle, name, chain } => {
+            Op::ImportFenceWin32 {
+                fence,
+                handle_type,
+                flags,
+                handle,
+                name,
+                chain,
+            } => {
                 let (v, bad) = self.resolve(Kind::Fence, fence, false);
                 let (raw, _keep) = self.handle_arg(handle);
                 let name = self.name_units(name).map_or(std::ptr::null(), |n| st.name(n));
@@ -1820,7 +2335,14 @@ impl World {
                 let r = unsafe { (self.fence_win32.fp().import_fence_win32_handle_khr)(d, &info) };
                 self.check("vkImportFenceWin32HandleKHR", r, bad, true)
             }
-            Op::ImportSemaphoreWin32 { semaphore, handle_type, flags, handle, name, chain } => {
+            Op::ImportSemaphoreWin32 {
+                semaphore,
+                handle_type,
+                flags,
+                handle,
+                name,
+                chain,
+            } => {
                 let (v, bad) = self.resolve(Kind::Semaphore, semaphore, false);
                 let (raw, _keep) = self.handle_arg(handle);
                 let name = self.name_units(name).map_or(std::ptr::null(), |n| st.name(n));
@@ -1836,7 +2358,11 @@ impl World {
                 let r = unsafe { (self.semaphore_win32.fp().import_semaphore_win32_handle_khr)(d, &info) };
                 self.check("vkImportSemaphoreWin32HandleKHR", r, bad, true)
             }
-            Op::ExternalFenceProperties { handle_type, chain, out } => {
+            Op::ExternalFenceProperties {
+                handle_type,
+                chain,
+                out,
+            } => {
                 let mut info = vk::PhysicalDeviceExternalFenceInfo::default()
                     .handle_type(vk::ExternalFenceHandleTypeFlags::from_raw(*handle_type));
                 info.p_next = self.build_chain(chain, &mut st);
@@ -1844,10 +2370,21 @@ impl World {
                 props.p_next = self.build_out_chain(out, &mut st);
                 let i = self.inst.instance.fp_v1_1();
                 // SAFETY: `info`, `props` and their chains live in `st` for the call.
-                unsafe { (i.get_physical_device_external_fence_properties)(self.inst.physical_device, &info, &mut props) };
-                self.check("vkGetPhysicalDeviceExternalFenceProperties", vk::Result::SUCCESS, false, false)
+                unsafe {
+                    (i.get_physical_device_external_fence_properties)(self.inst.physical_device, &info, &mut props)
+                };
+                self.check(
+                    "vkGetPhysicalDeviceExternalFenceProperties",
+                    vk::Result::SUCCESS,
+                    false,
+                    false,
+                )
             }
-            Op::ExternalSemaphoreProperties { handle_type, chain, out } => {
+            Op::ExternalSemaphoreProperties {
+                handle_type,
+                chain,
+                out,
+            } => {
                 let mut info = vk::PhysicalDeviceExternalSemaphoreInfo::default()
                     .handle_type(vk::ExternalSemaphoreHandleTypeFlags::from_raw(*handle_type));
                 info.p_next = self.build_chain(chain, &mut st);
@@ -1855,21 +2392,38 @@ impl World {
                 props.p_next = self.build_out_chain(out, &mut st);
                 let i = self.inst.instance.fp_v1_1();
                 // SAFETY: as above.
-                unsafe { (i.get_physical_device_external_semaphore_properties)(self.inst.physical_device, &info, &mut props) };
-                self.check("vkGetPhysicalDeviceExternalSemaphoreProperties", vk::Result::SUCCESS, false, false)
+                unsafe {
+                    (i.get_physical_device_external_semaphore_properties)(self.inst.physical_device, &info, &mut props)
+                };
+                self.check(
+                    "vkGetPhysicalDeviceExternalSemaphoreProperties",
+                    vk::Result::SUCCESS,
+                    false,
+                    false,
+                )
             }
             Op::Properties2(out) => {
                 let mut props = vk::PhysicalDeviceProperties2::default();
                 props.p_next = self.build_out_chain(out, &mut st);
                 // SAFETY: `props` and its chain live in `st` for the call.
-                unsafe { (self.inst.instance.fp_v1_1().get_physical_device_properties2)(self.inst.physical_device, &mut props) };
+                unsafe {
+                    (self.inst.instance.fp_v1_1().get_physical_device_properties2)(
+                        self.inst.physical_device,
+                        &mut props,
+                    )
+                };
                 self.check("vkGetPhysicalDeviceProperties2", vk::Result::SUCCESS, false, false)
             }
             Op::Features2(out) => {
                 let mut features = vk::PhysicalDeviceFeatures2::default();
                 features.p_next = self.build_out_chain(out, &mut st);
                 // SAFETY: as above.
-                unsafe { (self.inst.instance.fp_v1_1().get_physical_device_features2)(self.inst.physical_device, &mut features) };
+                unsafe {
+                    (self.inst.instance.fp_v1_1().get_physical_device_features2)(
+                        self.inst.physical_device,
+                        &mut features,
+                    )
+                };
                 self.check("vkGetPhysicalDeviceFeatures2", vk::Result::SUCCESS, false, false)
             }
             Op::QueueFamilies2 { count, out } => {
@@ -1881,21 +2435,295 @@ impl World {
                     })
                     .collect();
                 let mut n = u32::from(*count);
-                let ptr = if *count == 0 { std::ptr::null_mut() } else { families.as_mut_ptr() };
+                let ptr = if *count == 0 {
+                    std::ptr::null_mut()
+                } else {
+                    families.as_mut_ptr()
+                };
                 // SAFETY: `families` has room for `n` entries (or is NULL).
                 unsafe {
-                    (self.inst.instance.fp_v1_1().get_physical_device_queue_family_properties2)(self.inst.physical_device, &mut n, ptr)
+                    (self
+                        .inst
+                        .instance
+                        .fp_v1_1()
+                        .get_physical_device_queue_family_properties2)(
+                        self.inst.physical_device, &mut n, ptr
+                    )
                 };
-                self.check("vkGetPhysicalDeviceQueueFamilyProperties2", vk::Result::SUCCESS, false, false)
+                self.check(
+                    "vkGetPhysicalDeviceQueueFamilyProperties2",
+                    vk::Result::SUCCESS,
+                    false,
+                    false,
+                )
             }
+            Op::NullPointer(which) => self.null_pointer(*which),
+            Op::CreateDevice {
+                queues,
+                extensions,
+                chain,
+            } => self.create_device(queues, extensions, chain, &mut st),
+            Op::Messenger {
+                call,
+                messenger,
+                severity,
+                types,
+                null_callback,
+            } => self.messenger_call(*call, messenger, *severity, *types, *null_callback),
             Op::MemoryProperties2(out) => {
                 let mut props = vk::PhysicalDeviceMemoryProperties2::default();
                 props.p_next = self.build_out_chain(out, &mut st);
                 // SAFETY: `props` and its chain live in `st` for the call.
-                unsafe { (self.inst.instance.fp_v1_1().get_physical_device_memory_properties2)(self.inst.physical_device, &mut props) };
-                self.check("vkGetPhysicalDeviceMemoryProperties2", vk::Result::SUCCESS, false, false)
+                unsafe {
+                    (self.inst.instance.fp_v1_1().get_physical_device_memory_properties2)(
+                        self.inst.physical_device,
+                        &mut props,
+                    )
+                };
+                self.check(
+                    "vkGetPhysicalDeviceMemoryProperties2",
+                    vk::Result::SUCCESS,
+                    false,
+                    false,
+                )
             }
         }
+    }
+
+    fn messenger_call(
+        &mut self,
+        call: u8,
+        messenger: &H,
+        severity: u32,
+        types: u32,
+        null_callback: bool,
+    ) -> Result<(), String> {
+        let f = self.inst.debug_utils.fp().clone();
+        let instance = self.inst.instance.handle();
+        match call {
+            0 => {
+                let mut info = tether_conformance::context::messenger_info(&self.inst.log)
+                    .message_severity(vk::DebugUtilsMessageSeverityFlagsEXT::from_raw(severity))
+                    .message_type(vk::DebugUtilsMessageTypeFlagsEXT::from_raw(types));
+                if null_callback {
+                    info.pfn_user_callback = None;
+                }
+                let mut out = vk::DebugUtilsMessengerEXT::null();
+                // SAFETY: `info` is valid but for its random filters and maybe NULL callback; the
+                // log it points to outlives the instance.
+                let r = unsafe { (f.create_debug_utils_messenger_ext)(instance, &info, std::ptr::null(), &mut out) };
+                if r == vk::Result::SUCCESS && out != vk::DebugUtilsMessengerEXT::null() {
+                    self.messengers.push(out);
+                }
+                self.check("vkCreateDebugUtilsMessengerEXT", r, false, false)
+            }
+            1 => {
+                let (v, bad) = match messenger {
+                    H::Live(i) if !self.messengers.is_empty() => {
+                        let m = self.messengers.remove(usize::from(*i) % self.messengers.len());
+                        self.destroyed_messengers.push(m.as_raw());
+                        (m.as_raw(), false)
+                    }
+                    H::Destroyed(i) if !self.destroyed_messengers.is_empty() => (
+                        self.destroyed_messengers[usize::from(*i) % self.destroyed_messengers.len()],
+                        true,
+                    ),
+                    H::Null => (0, false),
+                    H::MadeUp(v) => (*v, true),
+                    _ => (0xdead, true),
+                };
+                // SAFETY: any handle value: the driver looks it up.
+                unsafe {
+                    (f.destroy_debug_utils_messenger_ext)(
+                        instance,
+                        vk::DebugUtilsMessengerEXT::from_raw(v),
+                        std::ptr::null(),
+                    )
+                };
+                self.check("vkDestroyDebugUtilsMessengerEXT", vk::Result::SUCCESS, bad, false)
+            }
+            _ => {
+                let data = vk::DebugUtilsMessengerCallbackDataEXT::default().message(c"tether-fuzz message");
+                let ptr: *const vk::DebugUtilsMessengerCallbackDataEXT<'_> =
+                    if null_callback { std::ptr::null() } else { &data };
+                // SAFETY: `data` is NULL or valid; random severity and type bits.
+                unsafe {
+                    (f.submit_debug_utils_message_ext)(
+                        instance,
+                        vk::DebugUtilsMessageSeverityFlagsEXT::from_raw(severity),
+                        vk::DebugUtilsMessageTypeFlagsEXT::from_raw(types),
+                        ptr,
+                    )
+                };
+                let _ = self.log().take();
+                self.check("vkSubmitDebugUtilsMessageEXT", vk::Result::SUCCESS, false, false)
+            }
+        }
+    }
+
+    /// `vkCreateDevice` with random queue requests, extensions and chain; the device (if made)
+    /// is destroyed at once.
+    fn create_device(
+        &mut self,
+        queues: &[QueueRequest],
+        extensions: &[u8],
+        chain: &Chain,
+        st: &mut Storage,
+    ) -> Result<(), String> {
+        let priorities = [1.0f32; 8];
+        // (No queue at all is left to the driver: newer specs allow it.)
+        let mut bad = false;
+        let infos: Vec<vk::DeviceQueueCreateInfo<'_>> = queues
+            .iter()
+            .map(|q| {
+                // (A NULL pQueuePriorities is never read: counted as unreported below.)
+                bad |= q.family != 0 || q.count == 0 || q.count > 4;
+                let mut info = vk::DeviceQueueCreateInfo::default().queue_family_index(q.family);
+                info.queue_count = u32::from(q.count);
+                info.p_queue_priorities = if q.null_priorities {
+                    std::ptr::null()
+                } else {
+                    priorities.as_ptr()
+                };
+                info
+            })
+            .collect();
+        bad |= queues.iter().filter(|q| q.family == 0).count() > 1;
+        let names: Vec<*const std::ffi::c_char> = extensions
+            .iter()
+            .map(|&e| {
+                let e = usize::from(e);
+                if e >= DEVICE_EXTENSION_CHOICES.len() {
+                    std::ptr::null()
+                } else {
+                    DEVICE_EXTENSION_CHOICES[e].as_ptr()
+                }
+            })
+            .collect();
+        bad |= extensions.iter().any(|&e| usize::from(e) >= 4);
+        let mut info = vk::DeviceCreateInfo::default();
+        info.queue_create_info_count = infos.len() as u32;
+        info.p_queue_create_infos = infos.as_ptr();
+        info.enabled_extension_count = names.len() as u32;
+        info.pp_enabled_extension_names = names.as_ptr();
+        info.p_next = self.build_chain(chain, st);
+        let mut device = vk::Device::null();
+        let i = &self.inst.instance;
+        // SAFETY: every array holds the count given (or is NULL on purpose); in process, where
+        // nothing but the driver reads them.
+        let r = unsafe { (i.fp_v1_0().create_device)(self.inst.physical_device, &info, std::ptr::null(), &mut device) };
+        if r == vk::Result::SUCCESS && device != vk::Device::null() {
+            // SAFETY: the device just made; nothing else uses it.
+            unsafe { ash::Device::load(i.fp_v1_0(), device).destroy_device(None) };
+        }
+        self.check("vkCreateDevice", r, bad, true)?;
+        let loose = chain.loop_to.is_some() || queues.iter().any(|q| q.null_priorities);
+        self.check(
+            "vkCreateDevice (chain, priorities)",
+            vk::Result::SUCCESS,
+            loose && !bad,
+            false,
+        )
+    }
+
+    /// One call with a NULL where the spec requires a structure or an output (never read or
+    /// written by a correct driver, so any answer but a crash or a success without a message).
+    fn null_pointer(&mut self, which: u8) -> Result<(), String> {
+        let d = self.device.handle();
+        let f10 = self.device.fp_v1_0().clone();
+        let f12 = self.device.fp_v1_2().clone();
+        use std::ptr::{null, null_mut};
+        let fence = self.fences.first().copied().unwrap_or_default();
+        let semaphore = self.semaphores.first().map(|s| s.0).unwrap_or_default();
+        let mut out_fd: RawFd = -1;
+        let mut out_handle: vk::HANDLE = 0;
+        let fd_info = vk::FenceGetFdInfoKHR::default()
+            .fence(fence)
+            .handle_type(vk::ExternalFenceHandleTypeFlags::OPAQUE_FD);
+        let win32_info = vk::SemaphoreGetWin32HandleInfoKHR::default()
+            .semaphore(semaphore)
+            .handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32);
+        // SAFETY: each call gets NULL for exactly one required pointer and valid values otherwise;
+        // the driver must notice the NULL before dereferencing it.
+        let (what, r) = unsafe {
+            match which {
+                0 => (
+                    "vkCreateFence(pCreateInfo NULL)",
+                    (f10.create_fence)(d, null(), null(), &mut vk::Fence::null()),
+                ),
+                1 => (
+                    "vkCreateFence(pFence NULL)",
+                    (f10.create_fence)(d, &vk::FenceCreateInfo::default(), null(), null_mut()),
+                ),
+                2 => (
+                    "vkCreateSemaphore(pCreateInfo NULL)",
+                    (f10.create_semaphore)(d, null(), null(), &mut vk::Semaphore::null()),
+                ),
+                3 => (
+                    "vkCreateSemaphore(pSemaphore NULL)",
+                    (f10.create_semaphore)(d, &vk::SemaphoreCreateInfo::default(), null(), null_mut()),
+                ),
+                4 => (
+                    "vkGetFenceFdKHR(pGetFdInfo NULL)",
+                    (self.fence_fd.fp().get_fence_fd_khr)(d, null(), &mut out_fd),
+                ),
+                5 => (
+                    "vkGetFenceFdKHR(pFd NULL)",
+                    (self.fence_fd.fp().get_fence_fd_khr)(d, &fd_info, null_mut()),
+                ),
+                6 => (
+                    "vkImportFenceFdKHR(NULL)",
+                    (self.fence_fd.fp().import_fence_fd_khr)(d, null()),
+                ),
+                7 => (
+                    "vkImportSemaphoreFdKHR(NULL)",
+                    (self.semaphore_fd.fp().import_semaphore_fd_khr)(d, null()),
+                ),
+                8 => (
+                    "vkGetSemaphoreFdKHR(pGetFdInfo NULL)",
+                    (self.semaphore_fd.fp().get_semaphore_fd_khr)(d, null(), &mut out_fd),
+                ),
+                9 => (
+                    "vkGetSemaphoreWin32HandleKHR(pGetWin32HandleInfo NULL)",
+                    (self.semaphore_win32.fp().get_semaphore_win32_handle_khr)(d, null(), &mut out_handle),
+                ),
+                10 => (
+                    "vkGetSemaphoreWin32HandleKHR(pHandle NULL)",
+                    (self.semaphore_win32.fp().get_semaphore_win32_handle_khr)(d, &win32_info, null_mut()),
+                ),
+                11 => (
+                    "vkImportSemaphoreWin32HandleKHR(NULL)",
+                    (self.semaphore_win32.fp().import_semaphore_win32_handle_khr)(d, null()),
+                ),
+                12 => (
+                    "vkImportFenceWin32HandleKHR(NULL)",
+                    (self.fence_win32.fp().import_fence_win32_handle_khr)(d, null()),
+                ),
+                13 => (
+                    "vkGetFenceWin32HandleKHR(pGetWin32HandleInfo NULL)",
+                    (self.fence_win32.fp().get_fence_win32_handle_khr)(d, null(), &mut out_handle),
+                ),
+                14 => ("vkSignalSemaphore(NULL)", (f12.signal_semaphore)(d, null())),
+                15 => ("vkWaitSemaphores(NULL)", (f12.wait_semaphores)(d, null(), 0)),
+                16 => (
+                    "vkQueueSubmit2(pSubmits NULL, 1)",
+                    (self.sync2.fp().queue_submit2_khr)(self.queues[0], 1, null(), vk::Fence::null()),
+                ),
+                17 => (
+                    "vkCreateEvent(pCreateInfo NULL)",
+                    (f10.create_event)(d, null(), null(), &mut vk::Event::null()),
+                ),
+                _ => (
+                    "vkAllocateMemory(pAllocateInfo NULL)",
+                    (f10.allocate_memory)(d, null(), null(), &mut vk::DeviceMemory::null()),
+                ),
+            }
+        };
+        if r == vk::Result::SUCCESS && out_fd >= 0 {
+            // SAFETY: a (wrongly) successful export gave an fd; ours to close.
+            drop(unsafe { OwnedFd::from_raw_fd(out_fd) });
+        }
+        self.check(what, r, true, true)
     }
 
     /// Keeps an fd an export returned (or fails on a nonsense success).
@@ -1966,7 +2794,14 @@ impl World {
         (waits, wait_values, signals, signal_values, bad)
     }
 
-    fn submit(&mut self, queue: u8, batches: &[BatchSpec], fence: &H, null_batches: bool, st: &mut Storage) -> Result<(), String> {
+    fn submit(
+        &mut self,
+        queue: u8,
+        batches: &[BatchSpec],
+        fence: &H,
+        null_batches: bool,
+        st: &mut Storage,
+    ) -> Result<(), String> {
         let (f, mut bad) = self.resolve(Kind::Fence, fence, true);
         let mut loose = false;
         let mut keep = Vec::new();
@@ -1974,7 +2809,14 @@ impl World {
         let cbs = [self.command_buffer];
         for b in batches {
             let (waits, wait_values, signals, signal_values, invalid) = self.batch_arrays(b);
-            bad |= invalid || chain_invalid(&b.chain, &[vk::StructureType::TIMELINE_SEMAPHORE_SUBMIT_INFO, vk::StructureType::D3D12_FENCE_SUBMIT_INFO_KHR]);
+            bad |= invalid
+                || chain_invalid(
+                    &b.chain,
+                    &[
+                        vk::StructureType::TIMELINE_SEMAPHORE_SUBMIT_INFO,
+                        vk::StructureType::D3D12_FENCE_SUBMIT_INFO_KHR,
+                    ],
+                );
             let stages = vec![vk::PipelineStageFlags::from_raw(b.stages.unwrap_or(0)); waits.len()];
             // A NULL pWaitDstStageMask with waits: the driver never reads stage masks, so it
             // need only survive it (counted as unreported).
@@ -1982,7 +2824,11 @@ impl World {
             let mut info = vk::SubmitInfo::default();
             info.wait_semaphore_count = waits.len() as u32;
             info.p_wait_semaphores = waits.as_ptr();
-            info.p_wait_dst_stage_mask = if b.stages.is_some() { stages.as_ptr() } else { std::ptr::null() };
+            info.p_wait_dst_stage_mask = if b.stages.is_some() {
+                stages.as_ptr()
+            } else {
+                std::ptr::null()
+            };
             info.signal_semaphore_count = signals.len() as u32;
             info.p_signal_semaphores = signals.as_ptr();
             if b.command_buffer {
@@ -2006,12 +2852,28 @@ impl World {
             keep.push((waits, stages, signals));
         }
         let ptr = if null_batches { std::ptr::null() } else { infos.as_ptr() };
-        let count = if null_batches { infos.len().max(1) as u32 } else { infos.len() as u32 };
+        let count = if null_batches {
+            infos.len().max(1) as u32
+        } else {
+            infos.len() as u32
+        };
         bad |= null_batches;
         // SAFETY: every array lives in `keep`/`st` for the call; the queue is this device's.
-        let r = unsafe { (self.device.fp_v1_0().queue_submit)(self.queues[usize::from(queue % 4)], count, ptr, vk::Fence::from_raw(f)) };
+        let r = unsafe {
+            (self.device.fp_v1_0().queue_submit)(
+                self.queues[usize::from(queue % 4)],
+                count,
+                ptr,
+                vk::Fence::from_raw(f),
+            )
+        };
         self.check("vkQueueSubmit", r, bad, true)?;
-        self.check("vkQueueSubmit (NULL stage masks)", vk::Result::SUCCESS, loose && !bad, false)
+        self.check(
+            "vkQueueSubmit (NULL stage masks)",
+            vk::Result::SUCCESS,
+            loose && !bad,
+            false,
+        )
     }
 
     fn submit2(&mut self, queue: u8, batches: &[BatchSpec], fence: &H, null_infos: bool) -> Result<(), String> {
@@ -2026,12 +2888,22 @@ impl World {
             let w: Vec<vk::SemaphoreSubmitInfo<'_>> = waits
                 .iter()
                 .zip(&wait_values)
-                .map(|(s, v)| vk::SemaphoreSubmitInfo::default().semaphore(*s).value(*v).stage_mask(stage))
+                .map(|(s, v)| {
+                    vk::SemaphoreSubmitInfo::default()
+                        .semaphore(*s)
+                        .value(*v)
+                        .stage_mask(stage)
+                })
                 .collect();
             let s: Vec<vk::SemaphoreSubmitInfo<'_>> = signals
                 .iter()
                 .zip(&signal_values)
-                .map(|(s, v)| vk::SemaphoreSubmitInfo::default().semaphore(*s).value(*v).stage_mask(stage))
+                .map(|(s, v)| {
+                    vk::SemaphoreSubmitInfo::default()
+                        .semaphore(*s)
+                        .value(*v)
+                        .stage_mask(stage)
+                })
                 .collect();
             let c: Vec<vk::CommandBufferSubmitInfo<'_>> = if b.command_buffer {
                 vec![vk::CommandBufferSubmitInfo::default().command_buffer(self.command_buffer)]
@@ -2050,10 +2922,16 @@ impl World {
             keep.push((w, s, c));
         }
         let ptr = if null_infos { std::ptr::null() } else { infos.as_ptr() };
-        let count = if null_infos { infos.len().max(1) as u32 } else { infos.len() as u32 };
+        let count = if null_infos {
+            infos.len().max(1) as u32
+        } else {
+            infos.len() as u32
+        };
         bad |= null_infos;
         // SAFETY: every array lives in `keep`/`st` for the call; the queue is this device's.
-        let r = unsafe { (self.sync2.fp().queue_submit2_khr)(self.queues[usize::from(queue % 4)], count, ptr, vk::Fence::from_raw(f)) };
+        let r = unsafe {
+            (self.sync2.fp().queue_submit2_khr)(self.queues[usize::from(queue % 4)], count, ptr, vk::Fence::from_raw(f))
+        };
         self.check("vkQueueSubmit2", r, bad, true)
     }
 
@@ -2072,36 +2950,75 @@ impl World {
         *self.recording.borrow_mut() = Some(Vec::new());
         for c in cmds {
             match c {
-                Cmd::Fill { buffer, offset, size, data } => {
+                Cmd::Fill {
+                    buffer,
+                    offset,
+                    size,
+                    data,
+                } => {
                     let (b, bad) = self.resolve(Kind::Buffer, buffer, false);
                     // SAFETY: a command buffer of this device; any buffer value.
                     unsafe { (f10.cmd_fill_buffer)(cb, vk::Buffer::from_raw(b), *offset, *size, *data) };
                     self.check("vkCmdFillBuffer", vk::Result::SUCCESS, bad, true)?;
                 }
-                Cmd::Copy { src, dst, regions, null_regions } => {
+                Cmd::Copy {
+                    src,
+                    dst,
+                    regions,
+                    null_regions,
+                } => {
                     let (s, bad_s) = self.resolve(Kind::Buffer, src, false);
                     let (t, bad_t) = self.resolve(Kind::Buffer, dst, false);
                     let regions: Vec<vk::BufferCopy> = regions
                         .iter()
-                        .map(|(a, b, n)| vk::BufferCopy { src_offset: *a, dst_offset: *b, size: *n })
+                        .map(|(a, b, n)| vk::BufferCopy {
+                            src_offset: *a,
+                            dst_offset: *b,
+                            size: *n,
+                        })
                         .collect();
                     let null = *null_regions && !regions.is_empty();
                     let ptr = if null { std::ptr::null() } else { regions.as_ptr() };
                     // SAFETY: `regions` holds the count given (or NULL).
-                    unsafe { (f10.cmd_copy_buffer)(cb, vk::Buffer::from_raw(s), vk::Buffer::from_raw(t), regions.len() as u32, ptr) };
+                    unsafe {
+                        (f10.cmd_copy_buffer)(
+                            cb,
+                            vk::Buffer::from_raw(s),
+                            vk::Buffer::from_raw(t),
+                            regions.len() as u32,
+                            ptr,
+                        )
+                    };
                     self.check("vkCmdCopyBuffer", vk::Result::SUCCESS, bad_s || bad_t || null, true)?;
                     // regionCount 0 breaks a rule the driver need not notice: survived, counted.
-                    self.check("vkCmdCopyBuffer (no regions)", vk::Result::SUCCESS, regions.is_empty(), false)?;
+                    self.check(
+                        "vkCmdCopyBuffer (no regions)",
+                        vk::Result::SUCCESS,
+                        regions.is_empty(),
+                        false,
+                    )?;
                 }
                 Cmd::Update { buffer, offset, len } => {
                     let (b, bad) = self.resolve(Kind::Buffer, buffer, false);
                     let data = vec![0xa5u8; usize::from(*len)];
                     // SAFETY: `data` holds `len` bytes.
-                    unsafe { (f10.cmd_update_buffer)(cb, vk::Buffer::from_raw(b), *offset, u64::from(*len), data.as_ptr().cast()) };
+                    unsafe {
+                        (f10.cmd_update_buffer)(
+                            cb,
+                            vk::Buffer::from_raw(b),
+                            *offset,
+                            u64::from(*len),
+                            data.as_ptr().cast(),
+                        )
+                    };
                     self.check("vkCmdUpdateBuffer", vk::Result::SUCCESS, bad, true)?;
                     self.check("vkCmdUpdateBuffer (no data)", vk::Result::SUCCESS, *len == 0, false)?;
                 }
-                Cmd::Barrier { memory_barriers, null, chain } => {
+                Cmd::Barrier {
+                    memory_barriers,
+                    null,
+                    chain,
+                } => {
                     let mut barriers: Vec<vk::MemoryBarrier<'_>> = Vec::new();
                     for _ in 0..*memory_barriers {
                         let mut m = vk::MemoryBarrier::default();
@@ -2127,8 +3044,13 @@ impl World {
                     };
                     self.check("vkCmdPipelineBarrier", vk::Result::SUCCESS, null, false)?;
                 }
-                Cmd::Barrier2 { chain, memory_barriers, null } => {
-                    let barriers: Vec<vk::MemoryBarrier2<'_>> = (0..*memory_barriers).map(|_| vk::MemoryBarrier2::default()).collect();
+                Cmd::Barrier2 {
+                    chain,
+                    memory_barriers,
+                    null,
+                } => {
+                    let barriers: Vec<vk::MemoryBarrier2<'_>> =
+                        (0..*memory_barriers).map(|_| vk::MemoryBarrier2::default()).collect();
                     let null = *null && !barriers.is_empty();
                     let mut dep = vk::DependencyInfo::default();
                     dep.memory_barrier_count = barriers.len() as u32;
@@ -2152,7 +3074,8 @@ impl World {
                     self.check("vkCmdSetEvent/vkCmdResetEvent", vk::Result::SUCCESS, bad, true)?;
                 }
                 Cmd::WaitEvents { events, null } => {
-                    let resolved: Vec<(u64, bool)> = events.iter().map(|h| self.resolve(Kind::Event, h, false)).collect();
+                    let resolved: Vec<(u64, bool)> =
+                        events.iter().map(|h| self.resolve(Kind::Event, h, false)).collect();
                     let values: Vec<vk::Event> = resolved.iter().map(|r| vk::Event::from_raw(r.0)).collect();
                     let null = *null && !values.is_empty();
                     let ptr = if null { std::ptr::null() } else { values.as_ptr() };
@@ -2233,6 +3156,9 @@ impl World {
             d.destroy_command_pool(self.pool, None);
             let _held = tether_conformance::context::device_list_lock();
             d.destroy_device(None);
+            for m in self.messengers.drain(..) {
+                self.inst.debug_utils.destroy_debug_utils_messenger(m, None);
+            }
         }
         let _ = self.route;
         check
@@ -2247,7 +3173,11 @@ fn closed_fd() -> RawFd {
         .unwrap_or(1024)
         .min(1 << 20) as RawFd;
     let n = limit - 7;
-    if tether_conformance::external::is_open(n) { -3 } else { n }
+    if tether_conformance::external::is_open(n) {
+        -3
+    } else {
+        n
+    }
 }
 
 fn run_case(route: Route, ops: &[Op]) -> Result<(), String> {

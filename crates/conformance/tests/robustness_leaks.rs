@@ -79,7 +79,11 @@ fn layer(_route: Route) {
 fn run(route: Route, target: Option<Target>) {
     let cycles = env_count("TETHER_LEAK_CYCLES", 10_000);
     // Through the layer a fifth as many (at least 1,000): the same code below it, and CI time.
-    let cycles = if target.is_some() { (cycles / 5).max(1000.min(cycles)) } else { cycles };
+    let cycles = if target.is_some() {
+        (cycles / 5).max(1000.min(cycles))
+    } else {
+        cycles
+    };
     // A broker of its own: the other trial's connections must not move its numbers.
     let runtime = tether_conformance::win32::RuntimeDir::new("tether-leaks");
     let mut cmd = harness::child_command("cycles");
@@ -161,9 +165,14 @@ impl Cycle<'_> {
     fn opaque_fd(&self) {
         let d = self.d;
         let f = d.exportable_fence(FD_FENCE);
-        let fd = self.owned(d.fence_fd(f, FD_FENCE), "OPAQUE_FD fence export").expect("an fd");
+        let fd = self
+            .owned(d.fence_fd(f, FD_FENCE), "OPAQUE_FD fence export")
+            .expect("an fd");
         let g = d.fence(false);
-        assert_eq!(d.import_fence_fd(g, FD_FENCE, PERMANENT_F, fd.into_raw_fd()), vk::Result::SUCCESS);
+        assert_eq!(
+            d.import_fence_fd(g, FD_FENCE, PERMANENT_F, fd.into_raw_fd()),
+            vk::Result::SUCCESS
+        );
         d.destroy_fence(g);
         d.destroy_exportable_fence(f);
         for timeline in [false, true] {
@@ -172,9 +181,18 @@ impl Cycle<'_> {
             } else {
                 d.exportable_semaphore(FD_SEMAPHORE)
             };
-            let fd = self.owned(d.semaphore_fd(s, FD_SEMAPHORE), "OPAQUE_FD semaphore export").expect("an fd");
-            let t = if timeline { d.timeline_semaphore(0) } else { d.binary_semaphore() };
-            assert_eq!(d.import_semaphore_fd(t, FD_SEMAPHORE, PERMANENT_S, fd.into_raw_fd()), vk::Result::SUCCESS);
+            let fd = self
+                .owned(d.semaphore_fd(s, FD_SEMAPHORE), "OPAQUE_FD semaphore export")
+                .expect("an fd");
+            let t = if timeline {
+                d.timeline_semaphore(0)
+            } else {
+                d.binary_semaphore()
+            };
+            assert_eq!(
+                d.import_semaphore_fd(t, FD_SEMAPHORE, PERMANENT_S, fd.into_raw_fd()),
+                vk::Result::SUCCESS
+            );
             if timeline {
                 assert_eq!(d.counter(t), 3);
             }
@@ -190,7 +208,10 @@ impl Cycle<'_> {
         let fd = self.owned(d.fence_fd(f, SYNC_FENCE), "SYNC_FD fence export");
         let g = d.fence(false);
         let raw = fd.map_or(-1, IntoRawFd::into_raw_fd);
-        assert_eq!(d.import_fence_fd(g, SYNC_FENCE, vk::FenceImportFlags::TEMPORARY, raw), vk::Result::SUCCESS);
+        assert_eq!(
+            d.import_fence_fd(g, SYNC_FENCE, vk::FenceImportFlags::TEMPORARY, raw),
+            vk::Result::SUCCESS
+        );
         d.wait_fence(g);
         d.destroy_fence(g);
         // (The SYNC_FD export took the signal from `f`, as a reset would: its signal operation is
@@ -202,7 +223,10 @@ impl Cycle<'_> {
         let fd = self.owned(d.semaphore_fd(s, SYNC_SEMAPHORE), "SYNC_FD semaphore export");
         let t = d.binary_semaphore();
         let raw = fd.map_or(-1, IntoRawFd::into_raw_fd);
-        assert_eq!(d.import_semaphore_fd(t, SYNC_SEMAPHORE, vk::SemaphoreImportFlags::TEMPORARY, raw), vk::Result::SUCCESS);
+        assert_eq!(
+            d.import_semaphore_fd(t, SYNC_SEMAPHORE, vk::SemaphoreImportFlags::TEMPORARY, raw),
+            vk::Result::SUCCESS
+        );
         let done = d.fence(false);
         assert_eq!(d.submit(0, &[Batch::new().wait(t, 0)], done), vk::Result::SUCCESS);
         d.wait_fence(done);
@@ -250,7 +274,12 @@ impl Cycle<'_> {
         let h: NativeHandle = d.export_semaphore(s, Win32HandleType::OpaqueWin32);
         let t = d.timeline_semaphore(0);
         let units: Vec<u16> = name.encode_utf16().collect();
-        assert_eq!(d.import_semaphore_by_name(t, bit, PERMANENT_S, &units), vk::Result::SUCCESS, "{}", d.messages());
+        assert_eq!(
+            d.import_semaphore_by_name(t, bit, PERMANENT_S, &units),
+            vk::Result::SUCCESS,
+            "{}",
+            d.messages()
+        );
         assert_eq!(d.counter(t), 9);
         h.close();
         d.destroy_semaphore(t);
@@ -270,7 +299,9 @@ impl Cycle<'_> {
 /// `cycles <route> <n>`.
 fn role_cycles(args: &[String]) -> i32 {
     child_main(|| {
-        let [route, n] = args else { panic!("cycles <route> <n>, got {args:?}") };
+        let [route, n] = args else {
+            panic!("cycles <route> <n>, got {args:?}")
+        };
         let n: u64 = n.parse().expect("a cycle count");
         let d = SyncDevice::new(route_from_name(route));
         let d3d12 = d
@@ -299,7 +330,11 @@ fn role_cycles(args: &[String]) -> i32 {
         let after = sample();
         let report = format!(
             "{n} cycles on {route}{} in {took:.1?} ({:.0} µs/cycle): fds {} -> {}, mappings {} -> {}, VmRSS {} -> {} KiB; broker fds {} -> {}, broker VmRSS {} -> {} KiB",
-            if harness::target().through_layer() { " (through the layer)" } else { "" },
+            if harness::target().through_layer() {
+                " (through the layer)"
+            } else {
+                ""
+            },
             took.as_secs_f64() * 1e6 / n.max(1) as f64,
             before.fds,
             after.fds,
@@ -313,10 +348,24 @@ fn role_cycles(args: &[String]) -> i32 {
             after.broker_rss_kib,
         );
         println!("{report}");
-        assert_eq!(after.fds, before.fds, "open fds changed: {report}\n{:?}", common::fd_listing());
-        assert!(after.mappings <= before.mappings + MAPPING_SLACK, "mappings grew: {report}");
-        assert!(after.rss_kib <= before.rss_kib + RSS_SLACK_KIB, "resident memory grew: {report}");
-        assert_eq!(after.broker_fds, before.broker_fds, "the broker's fds changed: {report}");
+        assert_eq!(
+            after.fds,
+            before.fds,
+            "open fds changed: {report}\n{:?}",
+            common::fd_listing()
+        );
+        assert!(
+            after.mappings <= before.mappings + MAPPING_SLACK,
+            "mappings grew: {report}"
+        );
+        assert!(
+            after.rss_kib <= before.rss_kib + RSS_SLACK_KIB,
+            "resident memory grew: {report}"
+        );
+        assert_eq!(
+            after.broker_fds, before.broker_fds,
+            "the broker's fds changed: {report}"
+        );
         assert!(
             after.broker_rss_kib <= before.broker_rss_kib + BROKER_RSS_SLACK_KIB,
             "the broker's resident memory grew: {report}"

@@ -5,8 +5,9 @@
 //!   semaphore, a timeline and a D3D12 fence by inheritance, maps the pages writable itself
 //!   (`mmap` of the fd with rustix, outside Vulkan) and writes random bytes over them in a loop —
 //!   mostly into the value / futex word / waiter count, sometimes anywhere in the page —, wakes
-//!   their futexes at random, and meanwhile imports the timeline through Vulkan and waits on it
-//!   itself. The parent signals and waits through Vulkan on every one of them from several
+//!   their futexes at random, now and then punches the page out of the file (`fallocate`) and
+//!   tries to freeze it with `F_SEAL_WRITE` / `F_SEAL_FUTURE_WRITE` (refused: the creator sealed
+//!   the seals), and meanwhile imports the timeline through Vulkan and waits on it itself. The parent signals and waits through Vulkan on every one of them from several
 //!   threads (host waits with timeouts of 0 to 50 ms, wait-any over two pages, queue submits
 //!   that signal and wait the binary semaphore and the fence), and on a private timeline that no
 //!   peer can reach. Checked: no crash anywhere (both processes exit cleanly), every wait returns
@@ -48,8 +49,7 @@ use common::{Peer, SLACK, SyncDevice, XorShift, env_seconds, read_command, reply
 use tether_conformance::external::child_main;
 use tether_conformance::harness::{self, NO_ROUTE, Role, Route};
 use tether_conformance::win32::{
-    ExportAttributes, NativeHandle, RuntimeDir, Win32HandleType, kill_broker, route_from_name,
-    unique_name,
+    ExportAttributes, NativeHandle, RuntimeDir, Win32HandleType, kill_broker, route_from_name, unique_name,
 };
 use tether_conformance::{Batch, LONG_NS, Options, tests};
 
@@ -122,7 +122,11 @@ fn device(route: Route) -> SyncDevice {
 /// A result a call may give when a peer scribbles: anything but a panic caught at the boundary.
 #[track_caller]
 fn no_panic(what: &str, r: vk::Result) {
-    assert_ne!(r, vk::Result::ERROR_UNKNOWN, "{what}: VK_ERROR_UNKNOWN (a panic in the driver)");
+    assert_ne!(
+        r,
+        vk::Result::ERROR_UNKNOWN,
+        "{what}: VK_ERROR_UNKNOWN (a panic in the driver)"
+    );
 }
 
 /// A wait's result: SUCCESS or TIMEOUT (or an error the driver chose, never a panic).
@@ -234,6 +238,8 @@ mod hostile {
             cmd.arg(fd.to_string());
         }
         common::inherit_fds(&mut cmd, &fds);
+        // The parent's own writable mapping of the binary page, for the repair at the end.
+        let page = Page::map(binary_fd.as_fd());
         let mut scribbler = Peer::spawn("the scribbler", &mut cmd);
         scribbler.expect("SCRIBBLING", REPLY);
 
@@ -248,9 +254,11 @@ mod hostile {
                 while !stop.load(Ordering::Relaxed) {
                     let base = semaphore_counter(dd, timeline).unwrap_or(0);
                     let timeout = [0, 1_000_000, 10_000_000, 50_000_000][rng.below(4) as usize];
-                    let r = returns_within("vkWaitSemaphores (scribbled timeline)", Duration::from_nanos(timeout), || {
-                        wait_values(dd, &[(timeline, base.saturating_add(1 + rng.below(3)))], false, timeout)
-                    });
+                    let r = returns_within(
+                        "vkWaitSemaphores (scribbled timeline)",
+                        Duration::from_nanos(timeout),
+                        || wait_values(dd, &[(timeline, base.saturating_add(1 + rng.below(3)))], false, timeout),
+                    );
                     waited("vkWaitSemaphores (scribbled timeline)", r);
                     counts[0].fetch_add(1, Ordering::Relaxed);
                 }
@@ -272,12 +280,17 @@ mod hostile {
                     let mut waits = vec![(timeline, u64::MAX - 1)];
                     if let Some(s) = d3d12 {
                         let v = semaphore_counter(dd, s).unwrap_or(0);
-                        no_panic("vkSignalSemaphore (scribbled D3D12 fence)", dd.signal(s, v.wrapping_add(1)));
+                        no_panic(
+                            "vkSignalSemaphore (scribbled D3D12 fence)",
+                            dd.signal(s, v.wrapping_add(1)),
+                        );
                         waits.push((s, u64::MAX - 1));
                     }
-                    let r = returns_within("vkWaitSemaphores (any, scribbled)", Duration::from_nanos(timeout), || {
-                        wait_values(dd, &waits, true, timeout)
-                    });
+                    let r = returns_within(
+                        "vkWaitSemaphores (any, scribbled)",
+                        Duration::from_nanos(timeout),
+                        || wait_values(dd, &waits, true, timeout),
+                    );
                     waited("vkWaitSemaphores (any, scribbled)", r);
                     counts[2].fetch_add(1, Ordering::Relaxed);
                 }
@@ -303,11 +316,19 @@ mod hostile {
             s.spawn(|| {
                 let observer = dd.fence(false);
                 while !stop.load(Ordering::Relaxed) {
-                    no_panic("vkQueueSubmit (signal scribbled binary)", dd.submit(1, &[Batch::new().signal(binary, 0)], vk::Fence::null()));
-                    no_panic("vkQueueSubmit (wait scribbled binary)", dd.submit(1, &[Batch::new().wait(binary, 0)], observer));
-                    let r = returns_within("vkWaitForFences (after a scribbled binary wait)", Duration::from_millis(10), || {
-                        dd.wait_fences(&[observer], true, 10_000_000)
-                    });
+                    no_panic(
+                        "vkQueueSubmit (signal scribbled binary)",
+                        dd.submit(1, &[Batch::new().signal(binary, 0)], vk::Fence::null()),
+                    );
+                    no_panic(
+                        "vkQueueSubmit (wait scribbled binary)",
+                        dd.submit(1, &[Batch::new().wait(binary, 0)], observer),
+                    );
+                    let r = returns_within(
+                        "vkWaitForFences (after a scribbled binary wait)",
+                        Duration::from_millis(10),
+                        || dd.wait_fences(&[observer], true, 10_000_000),
+                    );
                     waited("vkWaitForFences (after a scribbled binary wait)", r);
                     if r != vk::Result::SUCCESS {
                         // The queue is blocked on a signal the scribbler erased (or will be
@@ -335,7 +356,10 @@ mod hostile {
         scribbler.finish(REPLY);
 
         // Repair the binary page until queue 1 is idle again, then tear down normally.
-        let page = Page::map(binary_fd.as_fd());
+        assert!(
+            done.ends_with(" 0 seals added"),
+            "a peer froze a payload page with more seals: {done}"
+        );
         let idle = d.fence(false);
         assert_eq!(d.submit(1, &[], idle), vk::Result::SUCCESS);
         let mut repaired = false;
@@ -378,19 +402,40 @@ mod hostile {
             let d = device(route_from_name(route));
             let imported = d.timeline_semaphore(0);
             let dup = rustix::io::fcntl_dupfd_cloexec(&fds[0], 3).expect("dup");
-            let r = d.import_semaphore_fd(imported, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), dup.as_raw_fd());
+            let r = d.import_semaphore_fd(
+                imported,
+                FD_SEMAPHORE,
+                vk::SemaphoreImportFlags::empty(),
+                dup.as_raw_fd(),
+            );
             if r == vk::Result::SUCCESS {
                 std::mem::forget(dup);
             }
             reply("SCRIBBLING");
             let stop = AtomicBool::new(false);
             let writes = AtomicU64::new(0);
+            let punched = AtomicU64::new(0);
+            let sealed = AtomicU64::new(0);
             std::thread::scope(|s| {
                 s.spawn(|| {
                     let mut rng = XorShift::seeded();
                     while !stop.load(Ordering::Relaxed) {
                         let page = &pages[rng.below(pages.len() as u64) as usize];
                         match rng.below(10) {
+                            0 if rng.below(64) == 0 => {
+                                // Rarer tricks: punch the page out of the file (it reads back as
+                                // zeros, the size stays), and try to freeze it with more seals.
+                                let fd = &fds[rng.below(fds.len() as u64) as usize];
+                                let flags =
+                                    rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+                                if rustix::fs::fallocate(fd, flags, 0, 4096).is_ok() {
+                                    punched.fetch_add(1, Ordering::Relaxed);
+                                }
+                                let more = rustix::fs::SealFlags::WRITE | rustix::fs::SealFlags::FUTURE_WRITE;
+                                if rustix::fs::fcntl_add_seals(fd, more).is_ok() {
+                                    sealed.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
                             0 => page.store64(rng.below(4096) as usize, rng.next()),
                             1 => page.wake(),
                             2 => page.store32(76, rng.next() as u32),
@@ -418,7 +463,12 @@ mod hostile {
                 std::thread::sleep(seconds);
                 stop.store(true, Ordering::Relaxed);
             });
-            reply(&format!("SCRIBBLED {} writes", writes.load(Ordering::Relaxed)));
+            reply(&format!(
+                "SCRIBBLED {} writes, {} holes punched, {} seals added",
+                writes.load(Ordering::Relaxed),
+                punched.load(Ordering::Relaxed),
+                sealed.load(Ordering::Relaxed)
+            ));
             d.log().take();
         })
     }
@@ -437,12 +487,18 @@ mod dying {
     /// `READY <fence name> <timeline name> <fence KMT> <timeline KMT>` and then waits to be killed.
     pub fn role_exporter(args: &[String]) -> i32 {
         child_main(|| {
-            let [route] = args else { panic!("exporter <route>, got {args:?}") };
+            let [route] = args else {
+                panic!("exporter <route>, got {args:?}")
+            };
             let d = device(route_from_name(route));
             let fence_name = unique_name("dying-fence");
             let timeline_name = unique_name("dying-timeline");
             let fence = d.exportable_fence_with(NT_FENCE | KMT_FENCE, &ExportAttributes::named(&fence_name));
-            let timeline = d.exportable_timeline(NT_SEMAPHORE | KMT_SEMAPHORE, 0, Some(&ExportAttributes::named(&timeline_name)));
+            let timeline = d.exportable_timeline(
+                NT_SEMAPHORE | KMT_SEMAPHORE,
+                0,
+                Some(&ExportAttributes::named(&timeline_name)),
+            );
             // The first NT export registers the names.
             let _nt_fence = d.export_fence(fence, Win32HandleType::OpaqueWin32);
             let _nt_timeline = d.export_semaphore(timeline, Win32HandleType::OpaqueWin32);
@@ -474,14 +530,46 @@ mod dying {
             let r = d.import_fence_by_name(by_name_fence, vk::FenceImportFlags::empty(), &units(fence_name));
             assert_eq!(r, vk::Result::SUCCESS, "importing the fence by name: {}", d.messages());
             let by_name = d.timeline_semaphore(0);
-            let r = d.import_semaphore_by_name(by_name, NT_SEMAPHORE, vk::SemaphoreImportFlags::empty(), &units(timeline_name));
-            assert_eq!(r, vk::Result::SUCCESS, "importing the timeline by name: {}", d.messages());
+            let r = d.import_semaphore_by_name(
+                by_name,
+                NT_SEMAPHORE,
+                vk::SemaphoreImportFlags::empty(),
+                &units(timeline_name),
+            );
+            assert_eq!(
+                r,
+                vk::Result::SUCCESS,
+                "importing the timeline by name: {}",
+                d.messages()
+            );
             let by_kmt_fence = d.fence(false);
-            let r = d.import_fence_raw(by_kmt_fence, KMT_FENCE, vk::FenceImportFlags::empty(), parse_kmt(fence_kmt), std::ptr::null());
-            assert_eq!(r, vk::Result::SUCCESS, "importing the fence's KMT value: {}", d.messages());
+            let r = d.import_fence_raw(
+                by_kmt_fence,
+                KMT_FENCE,
+                vk::FenceImportFlags::empty(),
+                parse_kmt(fence_kmt),
+                std::ptr::null(),
+            );
+            assert_eq!(
+                r,
+                vk::Result::SUCCESS,
+                "importing the fence's KMT value: {}",
+                d.messages()
+            );
             let by_kmt = d.timeline_semaphore(0);
-            let r = d.import_semaphore_raw(by_kmt, KMT_SEMAPHORE, vk::SemaphoreImportFlags::empty(), parse_kmt(timeline_kmt), std::ptr::null());
-            assert_eq!(r, vk::Result::SUCCESS, "importing the timeline's KMT value: {}", d.messages());
+            let r = d.import_semaphore_raw(
+                by_kmt,
+                KMT_SEMAPHORE,
+                vk::SemaphoreImportFlags::empty(),
+                parse_kmt(timeline_kmt),
+                std::ptr::null(),
+            );
+            assert_eq!(
+                r,
+                vk::Result::SUCCESS,
+                "importing the timeline's KMT value: {}",
+                d.messages()
+            );
             reply("IMPORTED");
             while let Some(command) = read_command() {
                 let words: Vec<&str> = command.split_whitespace().collect();
@@ -504,13 +592,28 @@ mod dying {
                         let deadline = Instant::now() + Duration::from_secs(10);
                         let probe = d.timeline_semaphore(0);
                         let gone = |d: &SyncDevice| {
-                            let name = d.import_semaphore_by_name(probe, NT_SEMAPHORE, vk::SemaphoreImportFlags::empty(), &units(timeline_name));
-                            let kmt = d.import_semaphore_raw(probe, KMT_SEMAPHORE, vk::SemaphoreImportFlags::empty(), parse_kmt(timeline_kmt), std::ptr::null());
-                            let fence = d.import_fence_by_name(d.fence(false), vk::FenceImportFlags::empty(), &units(fence_name));
+                            let name = d.import_semaphore_by_name(
+                                probe,
+                                NT_SEMAPHORE,
+                                vk::SemaphoreImportFlags::empty(),
+                                &units(timeline_name),
+                            );
+                            let kmt = d.import_semaphore_raw(
+                                probe,
+                                KMT_SEMAPHORE,
+                                vk::SemaphoreImportFlags::empty(),
+                                parse_kmt(timeline_kmt),
+                                std::ptr::null(),
+                            );
+                            let fence = d.import_fence_by_name(
+                                d.fence(false),
+                                vk::FenceImportFlags::empty(),
+                                &units(fence_name),
+                            );
                             [name, kmt, fence]
                         };
                         let mut results = gone(&d);
-                        while results.iter().any(|r| *r == vk::Result::SUCCESS) && Instant::now() < deadline {
+                        while results.contains(&vk::Result::SUCCESS) && Instant::now() < deadline {
                             std::thread::sleep(Duration::from_millis(20));
                             results = gone(&d);
                         }
@@ -569,7 +672,11 @@ mod dying {
         exporter.kill();
         for p in &mut importers {
             let waited = p.expect("WAITED", REPLY);
-            assert_eq!(waited, "WAITED TIMEOUT TIMEOUT", "{}: nothing signals a dead exporter's objects", p.name);
+            assert_eq!(
+                waited, "WAITED TIMEOUT TIMEOUT",
+                "{}: nothing signals a dead exporter's objects",
+                p.name
+            );
         }
         // (Only one importer signals the shared fence: a second signal of a signaled fence would
         // be invalid usage.)
@@ -593,11 +700,16 @@ mod dying {
     /// signals (until it is killed).
     pub fn role_waiter(args: &[String]) -> i32 {
         child_main(|| {
-            let [route, fd] = args else { panic!("waiter <route> <fd>, got {args:?}") };
+            let [route, fd] = args else {
+                panic!("waiter <route> <fd>, got {args:?}")
+            };
             let fd: RawFd = fd.parse().expect("an fd");
             let d = device(route_from_name(route));
             let s = d.timeline_semaphore(0);
-            assert_eq!(d.import_semaphore_fd(s, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), fd), vk::Result::SUCCESS);
+            assert_eq!(
+                d.import_semaphore_fd(s, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), fd),
+                vk::Result::SUCCESS
+            );
             reply("WAITING");
             let r = wait_values(&d, &[(s, u64::MAX - 1)], false, u64::MAX);
             reply(&format!("WOKE {r:?}"));
@@ -623,7 +735,12 @@ mod dying {
         let d2 = device(route);
         let other = d2.timeline_semaphore(0);
         assert_eq!(
-            d2.import_semaphore_fd(other, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), export(&d).into_raw_fd_checked()),
+            d2.import_semaphore_fd(
+                other,
+                FD_SEMAPHORE,
+                vk::SemaphoreImportFlags::empty(),
+                export(&d).into_raw_fd_checked()
+            ),
             vk::Result::SUCCESS
         );
         // Let the waiter block in the kernel, then kill it mid-wait.
@@ -638,7 +755,11 @@ mod dying {
                     let r = returns_within("a wait after an importer died", Duration::from_nanos(LONG_NS), || {
                         wait_values(&d2, &[(other, v)], false, LONG_NS)
                     });
-                    assert_eq!(r, vk::Result::SUCCESS, "waiting for {v} after an importer died mid-wait");
+                    assert_eq!(
+                        r,
+                        vk::Result::SUCCESS,
+                        "waiting for {v} after an importer died mid-wait"
+                    );
                 }
             });
             barrier.wait();
@@ -669,10 +790,13 @@ mod dying {
     /// named objects until told the time is up: `STORMED <ok> <failed>`).
     pub fn role_broker_exporter(args: &[String]) -> i32 {
         child_main(|| {
-            let [route] = args else { panic!("broker-exporter <route>, got {args:?}") };
+            let [route] = args else {
+                panic!("broker-exporter <route>, got {args:?}")
+            };
             let d = device(route_from_name(route));
             let name = unique_name("restart");
-            let timeline = d.exportable_timeline(NT_SEMAPHORE | KMT_SEMAPHORE, 0, Some(&ExportAttributes::named(&name)));
+            let timeline =
+                d.exportable_timeline(NT_SEMAPHORE | KMT_SEMAPHORE, 0, Some(&ExportAttributes::named(&name)));
             let _nt = d.export_semaphore(timeline, Win32HandleType::OpaqueWin32);
             let kmt = d.export_semaphore(timeline, Win32HandleType::OpaqueWin32Kmt);
             reply(&format!("READY {name} {:#x}", kmt.raw()));
@@ -700,15 +824,24 @@ mod dying {
                                         i += 1;
                                         let name = format!("{}-storm-{t}-{i}", unique_name("s"));
                                         let attrs = ExportAttributes::named(&name);
-                                        let r = returns_within("a named export while the broker dies", Duration::from_secs(10), || {
-                                            d.try_exportable_semaphore(NT_SEMAPHORE | KMT_SEMAPHORE, vk::SemaphoreType::BINARY, 0, Some(&attrs))
+                                        let r = returns_within(
+                                            "a named export while the broker dies",
+                                            Duration::from_secs(10),
+                                            || {
+                                                d.try_exportable_semaphore(
+                                                    NT_SEMAPHORE | KMT_SEMAPHORE,
+                                                    vk::SemaphoreType::BINARY,
+                                                    0,
+                                                    Some(&attrs),
+                                                )
                                                 .map(|s| {
                                                     let nt = d.get_semaphore_win32(s, NT_SEMAPHORE);
                                                     let kmt = d.get_semaphore_win32(s, KMT_SEMAPHORE);
                                                     d.destroy_exportable_semaphore(s);
                                                     (nt, kmt)
                                                 })
-                                        });
+                                            },
+                                        );
                                         match r {
                                             Ok((Ok(nt), Ok(_))) => {
                                                 // SAFETY: a successful NT export returns an fd we own.
@@ -735,7 +868,11 @@ mod dying {
                             }
                         });
                         d.log().take();
-                        reply(&format!("STORMED {} {}", ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed)));
+                        reply(&format!(
+                            "STORMED {} {}",
+                            ok.load(Ordering::Relaxed),
+                            failed.load(Ordering::Relaxed)
+                        ));
                     }
                     other => panic!("broker-exporter: unknown command {other:?}"),
                 }
@@ -749,13 +886,21 @@ mod dying {
     /// old name up again: `NAME <result>`).
     pub fn role_broker_importer(args: &[String]) -> i32 {
         child_main(|| {
-            let [route, name, kmt] = args else { panic!("broker-importer <route> <name> <KMT>, got {args:?}") };
+            let [route, name, kmt] = args else {
+                panic!("broker-importer <route> <name> <KMT>, got {args:?}")
+            };
             let d = device(route_from_name(route));
             let by_name = d.timeline_semaphore(0);
             let r = d.import_semaphore_by_name(by_name, NT_SEMAPHORE, vk::SemaphoreImportFlags::empty(), &units(name));
             assert_eq!(r, vk::Result::SUCCESS, "{}", d.messages());
             let by_kmt = d.timeline_semaphore(0);
-            let r = d.import_semaphore_raw(by_kmt, KMT_SEMAPHORE, vk::SemaphoreImportFlags::empty(), parse_kmt(kmt), std::ptr::null());
+            let r = d.import_semaphore_raw(
+                by_kmt,
+                KMT_SEMAPHORE,
+                vk::SemaphoreImportFlags::empty(),
+                parse_kmt(kmt),
+                std::ptr::null(),
+            );
             assert_eq!(r, vk::Result::SUCCESS, "{}", d.messages());
             reply("IMPORTED");
             while let Some(command) = read_command() {
@@ -771,13 +916,24 @@ mod dying {
                     }
                     ["KMT", value] => {
                         let s = d.timeline_semaphore(0);
-                        let r = d.import_semaphore_raw(s, KMT_SEMAPHORE, vk::SemaphoreImportFlags::empty(), parse_kmt(value), std::ptr::null());
+                        let r = d.import_semaphore_raw(
+                            s,
+                            KMT_SEMAPHORE,
+                            vk::SemaphoreImportFlags::empty(),
+                            parse_kmt(value),
+                            std::ptr::null(),
+                        );
                         assert_eq!(r, vk::Result::SUCCESS, "importing the new KMT value: {}", d.messages());
                         reply(&format!("COUNTER {}", d.counter(s)));
                     }
                     ["NAME"] => {
                         let s = d.timeline_semaphore(0);
-                        let r = d.import_semaphore_by_name(s, NT_SEMAPHORE, vk::SemaphoreImportFlags::empty(), &units(name));
+                        let r = d.import_semaphore_by_name(
+                            s,
+                            NT_SEMAPHORE,
+                            vk::SemaphoreImportFlags::empty(),
+                            &units(name),
+                        );
                         no_panic("a lookup of a name the old broker held", r);
                         reply(&format!("NAME {r:?}"));
                     }
@@ -811,17 +967,27 @@ mod dying {
         exporter.send("SIGNAL 1");
         exporter.expect("SIGNALED", REPLY);
         let woke = importer.expect("WAITED", REPLY);
-        assert_eq!(woke, "WAITED SUCCESS 1", "the importer's wait across the broker's death");
+        assert_eq!(
+            woke, "WAITED SUCCESS 1",
+            "the importer's wait across the broker's death"
+        );
         // A new KMT export registers with a new broker; the importer opens it.
         exporter.send("REEXPORT");
         let kmt = exporter.expect("KMT", REPLY);
-        assert_ne!(kmt.split_whitespace().nth(1), words.get(1).map(String::as_str), "a restarted broker reused a KMT value");
+        assert_ne!(
+            kmt.split_whitespace().nth(1),
+            words.get(1).map(String::as_str),
+            "a restarted broker reused a KMT value"
+        );
         importer.send(&kmt);
         assert_eq!(importer.expect("COUNTER", REPLY), "COUNTER 1");
         // The old name died with the old broker: a clean error.
         importer.send("NAME");
         let name = importer.expect("NAME", REPLY);
-        assert_eq!(name, "NAME ERROR_INVALID_EXTERNAL_HANDLE", "looking up a name the killed broker held");
+        assert_eq!(
+            name, "NAME ERROR_INVALID_EXTERNAL_HANDLE",
+            "looking up a name the killed broker held"
+        );
         // The broker killed again and again while the exporter registers names in a loop.
         exporter.send("STORM 1500");
         let mut kills = vec![killed];

@@ -127,7 +127,9 @@ mod cloexec {
     /// `cloexec <route>`: exports through every path, imports, checks the flags, execs a child.
     pub fn role_cloexec(args: &[String]) -> i32 {
         child_main(|| {
-            let [route] = args else { panic!("cloexec <route>, got {args:?}") };
+            let [route] = args else {
+                panic!("cloexec <route>, got {args:?}")
+            };
             // What this process inherited itself (e.g. a jobserver pipe of cargo's) is not the
             // driver's doing: only what appears from here on counts.
             let already: Vec<RawFd> = common::inheritable_fds()
@@ -141,7 +143,11 @@ mod cloexec {
             // Everything else: close-on-exec.
             let mut kept: Vec<(String, OwnedFd)> = Vec::new();
             let expect_cloexec = |what: String, fd: OwnedFd, kept: &mut Vec<(String, OwnedFd)>| {
-                assert!(common::cloexec(fd.as_fd()), "{what}: fd {} lacks close-on-exec", fd.as_raw_fd());
+                assert!(
+                    common::cloexec(fd.as_fd()),
+                    "{what}: fd {} lacks close-on-exec",
+                    fd.as_raw_fd()
+                );
                 kept.push((what, fd));
             };
             let own = |raw: Result<i32, vk::Result>, what: &str| -> Option<OwnedFd> {
@@ -159,7 +165,15 @@ mod cloexec {
             let fd = own(d.fence_fd(f, fd_fence), "OPAQUE_FD fence").expect("an fd");
             let dup = rustix::io::fcntl_dupfd_cloexec(&fd, 3).expect("dup");
             let g = d.fence(false);
-            assert_eq!(d.import_fence_fd(g, fd_fence, vk::FenceImportFlags::empty(), std::os::fd::IntoRawFd::into_raw_fd(dup)), vk::Result::SUCCESS);
+            assert_eq!(
+                d.import_fence_fd(
+                    g,
+                    fd_fence,
+                    vk::FenceImportFlags::empty(),
+                    std::os::fd::IntoRawFd::into_raw_fd(dup)
+                ),
+                vk::Result::SUCCESS
+            );
             expect_cloexec("OPAQUE_FD fence".into(), fd, &mut kept);
             let b = d.exportable_semaphore(fd_sem | sync_sem);
             let fd = own(d.semaphore_fd(b, fd_sem), "OPAQUE_FD binary semaphore").expect("an fd");
@@ -168,19 +182,38 @@ mod cloexec {
             let fd = own(d.semaphore_fd(t, fd_sem), "OPAQUE_FD timeline").expect("an fd");
             let dup = rustix::io::fcntl_dupfd_cloexec(&fd, 3).expect("dup");
             let t2 = d.timeline_semaphore(0);
-            assert_eq!(d.import_semaphore_fd(t2, fd_sem, vk::SemaphoreImportFlags::empty(), std::os::fd::IntoRawFd::into_raw_fd(dup)), vk::Result::SUCCESS);
+            assert_eq!(
+                d.import_semaphore_fd(
+                    t2,
+                    fd_sem,
+                    vk::SemaphoreImportFlags::empty(),
+                    std::os::fd::IntoRawFd::into_raw_fd(dup)
+                ),
+                vk::Result::SUCCESS
+            );
             expect_cloexec("OPAQUE_FD timeline".into(), fd, &mut kept);
 
             // SYNC_FD while the signal is pending (a real sync file), imported elsewhere.
             let gate = d.gate();
             assert_eq!(d.submit(0, &[Batch::new().wait(gate, 1)], f), vk::Result::SUCCESS);
             let fd = own(d.fence_fd(f, sync_fence), "SYNC_FD fence");
-            assert_eq!(d.submit(0, &[Batch::new().wait(gate, 1).signal(b, 0)], vk::Fence::null()), vk::Result::SUCCESS);
+            assert_eq!(
+                d.submit(0, &[Batch::new().wait(gate, 1).signal(b, 0)], vk::Fence::null()),
+                vk::Result::SUCCESS
+            );
             let sfd = own(d.semaphore_fd(b, sync_sem), "SYNC_FD binary semaphore");
             if let Some(fd) = fd {
                 let dup = rustix::io::fcntl_dupfd_cloexec(&fd, 3).expect("dup");
                 let h = d.fence(false);
-                assert_eq!(d.import_fence_fd(h, sync_fence, vk::FenceImportFlags::TEMPORARY, std::os::fd::IntoRawFd::into_raw_fd(dup)), vk::Result::SUCCESS);
+                assert_eq!(
+                    d.import_fence_fd(
+                        h,
+                        sync_fence,
+                        vk::FenceImportFlags::TEMPORARY,
+                        std::os::fd::IntoRawFd::into_raw_fd(dup)
+                    ),
+                    vk::Result::SUCCESS
+                );
                 expect_cloexec("SYNC_FD fence (pending)".into(), fd, &mut kept);
             }
             if let Some(fd) = sfd {
@@ -193,12 +226,18 @@ mod cloexec {
                 ("pAttributes NULL", Some(ExportAttributes::default()), false),
                 (
                     "bInheritHandle FALSE",
-                    Some(ExportAttributes { inherit: Some(false), ..ExportAttributes::default() }),
+                    Some(ExportAttributes {
+                        inherit: Some(false),
+                        ..ExportAttributes::default()
+                    }),
                     false,
                 ),
                 (
                     "bInheritHandle TRUE",
-                    Some(ExportAttributes { inherit: Some(true), ..ExportAttributes::default() }),
+                    Some(ExportAttributes {
+                        inherit: Some(true),
+                        ..ExportAttributes::default()
+                    }),
                     true,
                 ),
             ];
@@ -206,17 +245,24 @@ mod cloexec {
             let d3d12 = Win32HandleType::D3d12Fence;
             for (label, attrs, inherit) in &variants {
                 let mut handles: Vec<(String, NativeHandle)> = Vec::new();
-                let f = d.try_exportable_fence(nt.fence_bit(), attrs.as_ref()).expect("an exportable fence");
+                let f = d
+                    .try_exportable_fence(nt.fence_bit(), attrs.as_ref())
+                    .expect("an exportable fence");
                 handles.push((format!("OPAQUE_WIN32 fence, {label}"), d.export_fence(f, nt)));
                 let s = d
                     .try_exportable_semaphore(nt.semaphore_bit(), vk::SemaphoreType::BINARY, 0, attrs.as_ref())
                     .expect("an exportable semaphore");
-                handles.push((format!("OPAQUE_WIN32 binary semaphore, {label}"), d.export_semaphore(s, nt)));
+                handles.push((
+                    format!("OPAQUE_WIN32 binary semaphore, {label}"),
+                    d.export_semaphore(s, nt),
+                ));
                 let s = d
                     .try_exportable_semaphore(nt.semaphore_bit(), vk::SemaphoreType::TIMELINE, 0, attrs.as_ref())
                     .expect("an exportable timeline");
                 handles.push((format!("OPAQUE_WIN32 timeline, {label}"), d.export_semaphore(s, nt)));
-                if let Ok(s) = d.try_exportable_semaphore(d3d12.semaphore_bit(), vk::SemaphoreType::TIMELINE, 0, attrs.as_ref()) {
+                if let Ok(s) =
+                    d.try_exportable_semaphore(d3d12.semaphore_bit(), vk::SemaphoreType::TIMELINE, 0, attrs.as_ref())
+                {
                     handles.push((format!("D3D12_FENCE, {label}"), d.export_semaphore(s, d3d12)));
                 }
                 for (what, handle) in handles {
@@ -234,9 +280,15 @@ mod cloexec {
                         let g = d.binary_semaphore();
                         d.import_semaphore(g, nt, Permanence::Permanent, &handle);
                     }
-                    let NativeHandle::Nt(fd) = handle else { unreachable!("an NT handle") };
+                    let NativeHandle::Nt(fd) = handle else {
+                        unreachable!("an NT handle")
+                    };
                     if *inherit {
-                        assert!(!common::cloexec(fd.as_fd()), "{what}: inheritance was asked for, yet fd {} has close-on-exec", fd.as_raw_fd());
+                        assert!(
+                            !common::cloexec(fd.as_fd()),
+                            "{what}: inheritance was asked for, yet fd {} has close-on-exec",
+                            fd.as_raw_fd()
+                        );
                         inherited_what.push(what);
                         inherited.push(fd);
                     } else {
@@ -258,7 +310,10 @@ mod cloexec {
                     !expected.contains(&n) && !already.contains(&n)
                 })
                 .collect();
-            assert!(unexpected.is_empty(), "fds without close-on-exec that nobody asked to inherit: {unexpected:?}");
+            assert!(
+                unexpected.is_empty(),
+                "fds without close-on-exec that nobody asked to inherit: {unexpected:?}"
+            );
 
             // And a real exec: the child holds its stdio and exactly the inherited exports.
             let output = run_child(&mut harness::child_command("list-fds"), CHILD_LIMIT);
@@ -274,9 +329,14 @@ mod cloexec {
                 .collect();
             let extra: Vec<&(RawFd, String)> = listed
                 .iter()
-                .filter(|(n, target)| *n > 2 && !expected.contains(n) && !already.contains(n) && !target.starts_with("/proc/"))
+                .filter(|(n, target)| {
+                    *n > 2 && !expected.contains(n) && !already.contains(n) && !target.starts_with("/proc/")
+                })
                 .collect();
-            assert!(extra.is_empty(), "a child started after the exports holds fds nobody asked to inherit: {extra:?} (all: {listed:?})");
+            assert!(
+                extra.is_empty(),
+                "a child started after the exports holds fds nobody asked to inherit: {extra:?} (all: {listed:?})"
+            );
             for n in &expected {
                 let target = listed.iter().find(|(m, _)| m == n).map(|(_, t)| t.as_str());
                 assert!(
@@ -287,7 +347,11 @@ mod cloexec {
             println!(
                 "{} export paths checked on {route}{}: {} inherited by exec as asked, nothing else",
                 kept.len() + inherited_what.len(),
-                if harness::target().through_layer() { " (through the layer)" } else { "" },
+                if harness::target().through_layer() {
+                    " (through the layer)"
+                } else {
+                    ""
+                },
                 expected.len()
             );
             d.log().take();
@@ -350,13 +414,19 @@ mod per_user {
             let proc_path = format!("/proc/{parent}/fd/{payload_fd}");
             let opened = std::fs::OpenOptions::new().read(true).open(&proc_path);
             println!("nobody opening {proc_path}: {:?}", opened.as_ref().map(|_| "opened"));
-            assert!(opened.is_err(), "nobody opened another user's payload through {proc_path}");
+            assert!(
+                opened.is_err(),
+                "nobody opened another user's payload through {proc_path}"
+            );
             let pid = rustix::process::Pid::from_raw(parent.parse().expect("a pid")).expect("a pid");
             match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
                 Ok(pidfd) => {
                     let fd: RawFd = payload_fd.parse().expect("an fd");
                     let got = rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty());
-                    println!("nobody's pidfd_getfd of the payload: {:?}", got.as_ref().map(|_| "got it"));
+                    println!(
+                        "nobody's pidfd_getfd of the payload: {:?}",
+                        got.as_ref().map(|_| "got it")
+                    );
                     assert!(got.is_err(), "nobody took another user's payload fd with pidfd_getfd");
                 }
                 Err(e) => println!("nobody's pidfd_open of the exporter: {e}"),
@@ -408,7 +478,11 @@ mod broker {
     fn fd_of_some_sort(rng: &mut XorShift) -> OwnedFd {
         match rng.below(5) {
             0 => std::fs::File::open("/dev/null").map(OwnedFd::from).expect("/dev/null"),
-            1 => rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("pipe").0,
+            1 => {
+                rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                    .expect("pipe")
+                    .0
+            }
             2 => tether_conformance::external::socket_pair().0,
             3 => rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).expect("eventfd"),
             _ => {
@@ -442,9 +516,15 @@ mod broker {
                 let units: Vec<u16> = (0..rng.below(300)).map(|_| rng.next() as u16).collect();
                 Request::OpenName { name: units }.encode()
             }
-            4 => Request::OpenKmt { value: rng.next() as u32 }.encode(),
+            4 => Request::OpenKmt {
+                value: rng.next() as u32,
+            }
+            .encode(),
             5 => Request::Unregister { id: rng.next() }.encode(),
-            6 => Request::RegisterKmt { kind: rng.next() as u32 }.encode(),
+            6 => Request::RegisterKmt {
+                kind: rng.next() as u32,
+            }
+            .encode(),
             _ => {
                 let mut m = Request::RegisterName {
                     name: format!("fuzz-{}", rng.next()).encode_utf16().collect(),
@@ -487,7 +567,10 @@ mod broker {
     /// Reads whatever the broker answered within a moment (closing any fds it sent).
     fn drain(sock: &OwnedFd) -> bool {
         let mut poll = [rustix::event::PollFd::new(sock, rustix::event::PollFlags::IN)];
-        let wait = rustix::event::Timespec { tv_sec: 0, tv_nsec: 50_000_000 };
+        let wait = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 50_000_000,
+        };
         if !matches!(rustix::event::poll(&mut poll, Some(&wait)), Ok(n) if n > 0) {
             return true;
         }
@@ -539,10 +622,18 @@ mod broker {
         }
         drop(open);
         // The same broker process, serving a good client, with its fds back to the baseline.
-        assert_eq!(good.ping().expect("the broker answers after the fuzz"), pid, "the broker restarted");
-        let name = tether_handles::ObjectName::from_utf16(&unique_name("after-fuzz").encode_utf16().collect::<Vec<_>>()).expect("a name");
+        assert_eq!(
+            good.ping().expect("the broker answers after the fuzz"),
+            pid,
+            "the broker restarted"
+        );
+        let name =
+            tether_handles::ObjectName::from_utf16(&unique_name("after-fuzz").encode_utf16().collect::<Vec<_>>())
+                .expect("a name");
         let memfd = fd_of_some_sort(&mut XorShift(4));
-        let registration = good.register_name(&name, 7, memfd.as_fd()).expect("registering after the fuzz");
+        let registration = good
+            .register_name(&name, 7, memfd.as_fd())
+            .expect("registering after the fuzz");
         let (kind, _fd) = good.open_name(&name).expect("opening after the fuzz");
         assert_eq!(kind, 7);
         good.unregister(registration).expect("unregistering after the fuzz");
@@ -603,10 +694,17 @@ mod read_only {
         peer.expect("TRIED", Duration::from_secs(60));
         // Nothing the child did changed the payloads.
         assert_eq!(d.counter(timeline), 10, "a read-only importer moved the timeline");
-        assert_eq!(d.fence_status(fence), vk::Result::SUCCESS, "a read-only importer reset the fence");
+        assert_eq!(
+            d.fence_status(fence),
+            vk::Result::SUCCESS,
+            "a read-only importer reset the fence"
+        );
         // The binary semaphore is still signaled: this process can still consume its signal.
         let consumed = d.fence(false);
-        assert_eq!(d.submit(0, &[Batch::new().wait(binary, 0)], consumed), vk::Result::SUCCESS);
+        assert_eq!(
+            d.submit(0, &[Batch::new().wait(binary, 0)], consumed),
+            vk::Result::SUCCESS
+        );
         assert_eq!(
             d.wait_fences(&[consumed], true, LONG_NS),
             vk::Result::SUCCESS,
@@ -616,7 +714,11 @@ mod read_only {
         assert_eq!(d.signal(timeline, 11), vk::Result::SUCCESS);
         peer.send("WAIT 11");
         let waited = peer.expect("WAITED", Duration::from_secs(60));
-        assert_eq!(waited, "WAITED SUCCESS", "a read-only importer's wait for the exporter's signal");
+        assert_eq!(
+            waited, "WAITED SUCCESS",
+            "a read-only importer's wait for the exporter's signal"
+        );
+        eprintln!("the read-only importer: {:?}", peer.seen);
         peer.finish(Duration::from_secs(60));
         drop(handles);
     }
@@ -635,20 +737,41 @@ mod read_only {
             let d = SyncDevice::with_options(route_from_name(route), Options::expecting_errors());
             let nt = Win32HandleType::OpaqueWin32;
             let fence = d.fence(false);
-            d.import_fence(fence, nt, Permanence::Permanent, &NativeHandle::Nt(rustix::io::fcntl_dupfd_cloexec(&fence_fd, 3).expect("dup")));
+            d.import_fence(
+                fence,
+                nt,
+                Permanence::Permanent,
+                &NativeHandle::Nt(rustix::io::fcntl_dupfd_cloexec(&fence_fd, 3).expect("dup")),
+            );
             let binary = d.binary_semaphore();
-            d.import_semaphore(binary, nt, Permanence::Permanent, &NativeHandle::Nt(rustix::io::fcntl_dupfd_cloexec(&binary_fd, 3).expect("dup")));
+            d.import_semaphore(
+                binary,
+                nt,
+                Permanence::Permanent,
+                &NativeHandle::Nt(rustix::io::fcntl_dupfd_cloexec(&binary_fd, 3).expect("dup")),
+            );
             let timeline = d.timeline_semaphore(0);
-            d.import_semaphore(timeline, nt, Permanence::Permanent, &NativeHandle::Nt(rustix::io::fcntl_dupfd_cloexec(&timeline_fd, 3).expect("dup")));
+            d.import_semaphore(
+                timeline,
+                nt,
+                Permanence::Permanent,
+                &NativeHandle::Nt(rustix::io::fcntl_dupfd_cloexec(&timeline_fd, 3).expect("dup")),
+            );
             // Every way of signaling, resetting or consuming.
             let tried = [
                 ("vkSignalSemaphore", d.signal(timeline, 50)),
-                ("vkQueueSubmit signal timeline", d.submit(0, &[Batch::new().signal(timeline, 60)], vk::Fence::null())),
+                (
+                    "vkQueueSubmit signal timeline",
+                    d.submit(0, &[Batch::new().signal(timeline, 60)], vk::Fence::null()),
+                ),
                 ("vkResetFences", {
                     // SAFETY: a fence of this device.
                     unsafe { (d.device.fp_v1_0().reset_fences)(d.device.handle(), 1, &fence) }
                 }),
-                ("vkQueueSubmit wait binary", d.submit(1, &[Batch::new().wait(binary, 0)], vk::Fence::null())),
+                (
+                    "vkQueueSubmit wait binary",
+                    d.submit(1, &[Batch::new().wait(binary, 0)], vk::Fence::null()),
+                ),
             ];
             // (The binary wait completes without taking the signal: a read-only page.)
             let _ = d.queue_wait_idle(0);
@@ -680,7 +803,11 @@ mod read_only {
                 );
                 println!(
                     "reopening the read-only {what} handle read-write through /proc/self/fd: {}",
-                    if reopened.is_ok() { "possible (the memfd's inode is 0777)" } else { "refused" }
+                    if reopened.is_ok() {
+                        "possible (the memfd's inode is 0777)"
+                    } else {
+                        "refused"
+                    }
                 );
             }
             println!("TRIED");

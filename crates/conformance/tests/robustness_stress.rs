@@ -55,7 +55,9 @@ const ROLES: &[Role] = &[Role {
 }];
 
 fn main() -> ExitCode {
-    tether_conformance::win32::main(ROLES, || harness::group("stress", tests!(NO_ROUTE => [shared_payloads])))
+    tether_conformance::win32::main(ROLES, || {
+        harness::group("stress", tests!(NO_ROUTE => [shared_payloads]))
+    })
 }
 
 /// The board: counters in a shared memfd page.
@@ -165,7 +167,11 @@ impl Process<'_> {
     /// Waits (bounded) until the timeline reaches `v`.
     fn wait_for(&self, v: u64) {
         let r = self.d.wait_semaphores(&[(self.timeline, v)], false, LONG_NS);
-        assert_eq!(r, vk::Result::SUCCESS, "waiting for timeline value {v}: only a hang takes that long");
+        assert_eq!(
+            r,
+            vk::Result::SUCCESS,
+            "waiting for timeline value {v}: only a hang takes that long"
+        );
     }
 
     /// Takes tickets and signals them, by host or by queue (`queue`), until the board says stop.
@@ -179,7 +185,11 @@ impl Process<'_> {
             } else {
                 self.wait_for(v - 1);
                 self.board.at(Slot::Published).fetch_max(v, Ordering::SeqCst);
-                assert_eq!(self.d.signal(self.timeline, v), vk::Result::SUCCESS, "signaling ticket {v}");
+                assert_eq!(
+                    self.d.signal(self.timeline, v),
+                    vk::Result::SUCCESS,
+                    "signaling ticket {v}"
+                );
             }
             self.counts.signals.fetch_add(1, Ordering::Relaxed);
         }
@@ -190,7 +200,10 @@ impl Process<'_> {
     fn check_value(&self, what: &str, floor: u64, c: u64) {
         let published = self.board.get(Slot::Published);
         assert!(c >= floor, "{what}: the timeline went back from {floor} to {c}");
-        assert!(c <= published, "{what}: the timeline reads {c}, above anything signaled ({published})");
+        assert!(
+            c <= published,
+            "{what}: the timeline reads {c}, above anything signaled ({published})"
+        );
     }
 
     fn observer(&self) {
@@ -206,7 +219,10 @@ impl Process<'_> {
             match r {
                 vk::Result::SUCCESS => {
                     let after = self.counter();
-                    assert!(after >= target, "a wait for {target} succeeded, yet the counter reads {after}");
+                    assert!(
+                        after >= target,
+                        "a wait for {target} succeeded, yet the counter reads {after}"
+                    );
                     self.check_value("after a wait", last, after);
                     last = after;
                 }
@@ -238,7 +254,10 @@ impl Process<'_> {
             {
                 continue;
             }
-            assert_eq!(self.d.submit(queue, &[Batch::new().wait(self.binary, 0)], done), vk::Result::SUCCESS);
+            assert_eq!(
+                self.d.submit(queue, &[Batch::new().wait(self.binary, 0)], done),
+                vk::Result::SUCCESS
+            );
             assert_eq!(
                 self.d.wait_fences(&[done], true, LONG_NS),
                 vk::Result::SUCCESS,
@@ -247,7 +266,10 @@ impl Process<'_> {
             self.d.reset_fences(&[done]);
             let consumed = self.board.at(Slot::BinaryConsumed).fetch_add(1, Ordering::SeqCst) + 1;
             let submitted = self.board.get(Slot::BinarySubmitted);
-            assert!(consumed <= submitted, "{consumed} binary waits completed for {submitted} signals");
+            assert!(
+                consumed <= submitted,
+                "{consumed} binary waits completed for {submitted} signals"
+            );
             self.counts.consumed.fetch_add(1, Ordering::Relaxed);
         }
         self.d.destroy_fence(done);
@@ -261,7 +283,11 @@ impl Process<'_> {
                 std::thread::yield_now();
                 continue;
             }
-            assert_eq!(self.d.submit(0, &[Batch::new().signal(self.binary, 0)], vk::Fence::null()), vk::Result::SUCCESS);
+            assert_eq!(
+                self.d
+                    .submit(0, &[Batch::new().signal(self.binary, 0)], vk::Fence::null()),
+                vk::Result::SUCCESS
+            );
             self.board.at(Slot::BinarySubmitted).fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -288,7 +314,10 @@ impl Process<'_> {
             };
             let g2 = self.board.get(Slot::FenceGeneration);
             assert!(
-                matches!(status, vk::Result::SUCCESS | vk::Result::NOT_READY | vk::Result::TIMEOUT),
+                matches!(
+                    status,
+                    vk::Result::SUCCESS | vk::Result::NOT_READY | vk::Result::TIMEOUT
+                ),
                 "reading the fence: {status:?}"
             );
             assert!(
@@ -305,20 +334,32 @@ impl Process<'_> {
         while !self.board.stopping() {
             i += 1;
             let floor = self.counter();
-            let raw = self.d.semaphore_fd(self.timeline, FD_SEMAPHORE).expect("exporting the timeline");
+            let raw = self
+                .d
+                .semaphore_fd(self.timeline, FD_SEMAPHORE)
+                .expect("exporting the timeline");
             let s = if nt && i % 4 == 0 {
                 // A permanent import into a new exportable semaphore, then its NT export.
                 let x = self.d.exportable_timeline(FD_SEMAPHORE | NT_SEMAPHORE, 0, None);
-                assert_eq!(self.d.import_semaphore_fd(x, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), raw), vk::Result::SUCCESS);
+                assert_eq!(
+                    self.d
+                        .import_semaphore_fd(x, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), raw),
+                    vk::Result::SUCCESS
+                );
                 let handle = self.d.export_semaphore(x, Win32HandleType::OpaqueWin32);
                 let y = self.d.timeline_semaphore(0);
-                self.d.import_semaphore(y, Win32HandleType::OpaqueWin32, Permanence::Permanent, &handle);
+                self.d
+                    .import_semaphore(y, Win32HandleType::OpaqueWin32, Permanence::Permanent, &handle);
                 handle.close();
                 self.d.destroy_exportable_semaphore(x);
                 y
             } else {
                 let y = self.d.timeline_semaphore(0);
-                assert_eq!(self.d.import_semaphore_fd(y, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), raw), vk::Result::SUCCESS);
+                assert_eq!(
+                    self.d
+                        .import_semaphore_fd(y, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), raw),
+                    vk::Result::SUCCESS
+                );
                 y
             };
             let c = self.d.counter(s);
@@ -432,11 +473,25 @@ fn role_stresser(args: &[String]) -> i32 {
         let board = Board::map(board_fd.as_fd());
         let d = SyncDevice::new(route_from_name(route));
         let timeline = d.timeline_semaphore(0);
-        assert_eq!(d.import_semaphore_fd(timeline, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), take(timeline_fd)), vk::Result::SUCCESS);
+        assert_eq!(
+            d.import_semaphore_fd(
+                timeline,
+                FD_SEMAPHORE,
+                vk::SemaphoreImportFlags::empty(),
+                take(timeline_fd)
+            ),
+            vk::Result::SUCCESS
+        );
         let binary = d.binary_semaphore();
-        assert_eq!(d.import_semaphore_fd(binary, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), take(binary_fd)), vk::Result::SUCCESS);
+        assert_eq!(
+            d.import_semaphore_fd(binary, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), take(binary_fd)),
+            vk::Result::SUCCESS
+        );
         let fence = d.fence(false);
-        assert_eq!(d.import_fence_fd(fence, FD_FENCE, vk::FenceImportFlags::empty(), take(fence_fd)), vk::Result::SUCCESS);
+        assert_eq!(
+            d.import_fence_fd(fence, FD_FENCE, vk::FenceImportFlags::empty(), take(fence_fd)),
+            vk::Result::SUCCESS
+        );
         common::reply("RUNNING");
         let p = Process {
             d: &d,

@@ -38,7 +38,7 @@
 
 use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,6 +72,24 @@ pub(crate) fn wait_many(
         }
     }
     Ok(None)
+}
+
+/// The address of the state the latest signal in this process changed: a hint for wait-any
+/// callers woken by the local epoch, who check the entries on that state first (a stale or
+/// overwritten hint only costs the full check).
+static LAST_SIGNALED: AtomicUsize = AtomicUsize::new(0);
+
+/// Called by every signal (before it bumps the local epoch).
+pub(crate) fn note_signaled(state: &SyncState) {
+    LAST_SIGNALED.store(address(state), Ordering::Relaxed);
+}
+
+fn last_signaled() -> Option<usize> {
+    Some(LAST_SIGNALED.load(Ordering::Relaxed)).filter(|&a| a != 0)
+}
+
+fn address(state: &SyncState) -> usize {
+    std::ptr::from_ref(state).addr()
 }
 
 /// A distinct shared page of a wait-any set.
@@ -124,7 +142,11 @@ fn wait_any(waits: &[(&Payload, WaitFor)], deadline: Deadline) -> Result<usize, 
     }
     let mut shared: Vec<Word<'_>> = Vec::new();
     let mut sync_fds: Vec<BorrowedFd<'_>> = Vec::new();
+    // Per entry, the address of its state (0 for sync files): a woken caller finds the entry a
+    // hint names without touching every payload.
+    let mut states: Vec<usize> = Vec::with_capacity(waits.len());
     for (payload, _) in waits {
+        states.push(payload.inner.state().map_or(0, |(st, _)| address(st)));
         if let Some(w) = shared_word(payload) {
             shared.push(w);
         } else if let Body::SyncFile(fd) = &payload.inner.body {
@@ -142,13 +164,14 @@ fn wait_any(waits: &[(&Payload, WaitFor)], deadline: Deadline) -> Result<usize, 
     let mut entries: Vec<futex::Wait> = Vec::with_capacity(WAITV_MAX.min(shared.len() + 2));
     let mut next_chunk = 0usize;
 
-    // The page whose word woke us last, if known: checked first, before touching every page.
-    let mut hint: Option<*const SyncState> = None;
+    // The state (address) whose change woke us, if known: checked first, before touching every
+    // payload.
+    let mut hint: Option<usize> = None;
 
     let result = loop {
-        if let Some(page) = hint.take()
-            && let Some(i) = waits.iter().position(|(payload, what)| {
-                shared_word(payload).is_some_and(|w| std::ptr::eq(w.state, page)) && payload.inner.ready(*what)
+        if let Some(state) = hint.take()
+            && let Some(i) = (0..waits.len()).find(|&i| {
+                states.get(i) == Some(&state) && waits.get(i).is_some_and(|(payload, what)| payload.inner.ready(*what))
             })
         {
             // A condition that holds needs no snapshot: nothing is lost by returning.
@@ -209,6 +232,7 @@ fn wait_any(waits: &[(&Payload, WaitFor)], deadline: Deadline) -> Result<usize, 
                 min_timeout(remaining, SLICE)
             };
             futex_wait(&LOCAL_EPOCH.word, futex::Flags::PRIVATE, epoch, timeout);
+            hint = last_signaled();
             continue;
         }
         entries.clear();
@@ -239,12 +263,10 @@ fn wait_any(waits: &[(&Payload, WaitFor)], deadline: Deadline) -> Result<usize, 
         match futex_waitv(&entries, abs.as_ref()) {
             Ok(i) => {
                 hint = match (i.checked_sub(first_word), &helpers) {
-                    (Some(k), _) => shared.get(start + k).map(|w| std::ptr::from_ref(w.state)),
-                    (None, Some(h)) if i == 1 => h
-                        .hint()
-                        .and_then(|k| shared.get(own + k))
-                        .map(|w| std::ptr::from_ref(w.state)),
-                    _ => None,
+                    (Some(k), _) => shared.get(start + k).map(|w| address(w.state)),
+                    (None, Some(h)) if i == 1 => h.hint().and_then(|k| shared.get(own + k)).map(|w| address(w.state)),
+                    // The local epoch: a signal in this process.
+                    _ => last_signaled(),
                 };
             }
             Err(Errno::AGAIN | Errno::TIMEDOUT | Errno::INTR) => {}

@@ -101,6 +101,7 @@ impl SyncState {
         if self.waiters.load(Ordering::SeqCst) != 0 {
             futex_wake(&self.seq, access.futex_flags(), WAKE_ALL);
         }
+        crate::many::note_signaled(self);
         LOCAL_EPOCH.bump();
     }
 

@@ -7,10 +7,10 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use ash::vk;
+use tether_conformance::Options;
 use tether_conformance::external::WithFdExtensions;
 use tether_conformance::harness::Route;
 use tether_conformance::win32::Win32Device;
-use tether_conformance::Options;
 
 /// A count from the environment (`name=<n>`), else `default`.
 pub fn env_count(name: &str, default: u64) -> u64 {
@@ -195,7 +195,9 @@ pub fn inheritable_fds() -> Vec<String> {
         // may be closed by now: then it fails and is skipped).
         let fd = unsafe { BorrowedFd::borrow_raw(n) };
         if rustix::io::fcntl_getfd(fd).is_ok_and(|f| !f.contains(rustix::io::FdFlags::CLOEXEC)) {
-            let target = std::fs::read_link(e.path()).map(|t| t.display().to_string()).unwrap_or_default();
+            let target = std::fs::read_link(e.path())
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
             out.push(format!("{n} -> {target}"));
         }
     }
@@ -310,7 +312,11 @@ impl Peer {
                 Err(_) => {
                     let _ = self.child.kill();
                     let status = self.child.wait();
-                    let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+                    let stderr = self
+                        .stderr
+                        .take()
+                        .map(|h| h.join().unwrap_or_default())
+                        .unwrap_or_default();
                     panic!(
                         "{}: no line starting with {prefix:?} (status {status:?}); its output: {:?}\n--- stderr ---\n{stderr}",
                         self.name, self.seen
@@ -342,7 +348,11 @@ impl Peer {
         while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
             self.seen.push(line);
         }
-        let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        let stderr = self
+            .stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
         assert!(
             status.is_some_and(|s| s.success()),
             "{}: {} ; its output: {:?}\n--- stderr ---\n{stderr}",
@@ -403,7 +413,10 @@ pub fn runtime_files(dir: &std::path::Path) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(dir) else { return };
         for e in entries.filter_map(|e| e.ok()) {
             let p = e.path();
-            let rel = p.strip_prefix(base).map(|r| r.display().to_string()).unwrap_or_default();
+            let rel = p
+                .strip_prefix(base)
+                .map(|r| r.display().to_string())
+                .unwrap_or_default();
             if p.is_dir() {
                 out.push(format!("{rel}/"));
                 walk(base, &p, out);

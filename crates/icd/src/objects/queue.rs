@@ -276,26 +276,22 @@ impl Queue {
         state.inline = true;
         drop(state);
 
-        let mut left = VecDeque::from(batches);
-        let mut done = 0u64;
-        while let Some(batch) = left.front_mut() {
+        let mut run = InlineRun {
+            shared: &self.shared,
+            left: VecDeque::from(batches),
+            taken: 0,
+        };
+        while let Some(mut batch) = run.left.pop_front() {
             if !batch.commands_run_inline() || !batch.take_ready_waits() {
+                run.left.push_front(batch);
                 break;
             }
+            run.taken += 1;
             batch.finish(&InlineContext);
             // Dropped before it counts as completed: once the queue is idle it holds nothing.
-            drop(left.pop_front());
-            done += 1;
+            drop(batch);
         }
-
-        let mut state = self.shared.lock();
-        state.inline = false;
-        state.completed += done;
-        // What could not run here goes to the worker, ahead of anything queued meanwhile.
-        while let Some(batch) = left.pop_back() {
-            state.batches.push_front(batch);
-        }
-        self.shared.release(state, done > 0);
+        // `run` hands the rest to the worker.
     }
 
     /// Blocks until everything submitted so far has completed.
@@ -341,6 +337,28 @@ impl ExecutionContext for WorkerContext<'_> {
                 return false;
             }
         }
+    }
+}
+
+/// Batches a submitting thread runs itself. Dropped when it is done, or when a batch panicked
+/// (the panicking one then counts as completed, so the queue can still become idle): ends the
+/// inline run and hands what is left to the worker, ahead of anything queued meanwhile.
+struct InlineRun<'a> {
+    shared: &'a QueueShared,
+    left: VecDeque<Batch>,
+    /// Batches taken out of `left` to run here.
+    taken: u64,
+}
+
+impl Drop for InlineRun<'_> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.inline = false;
+        state.completed += self.taken;
+        while let Some(batch) = self.left.pop_back() {
+            state.batches.push_front(batch);
+        }
+        self.shared.release(state, self.taken > 0);
     }
 }
 
