@@ -48,6 +48,9 @@ const FD_SEMAPHORE: vk::ExternalSemaphoreHandleTypeFlags = vk::ExternalSemaphore
 const NT_SEMAPHORE: vk::ExternalSemaphoreHandleTypeFlags = vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32;
 const FD_FENCE: vk::ExternalFenceHandleTypeFlags = vk::ExternalFenceHandleTypeFlags::OPAQUE_FD;
 
+/// How many of a queue signaler's signals may wait in its queue at once.
+const QUEUED_TICKETS: u64 = 8;
+
 const ROLES: &[Role] = &[Role {
     name: "stresser",
     setup_environment: true,
@@ -116,6 +119,30 @@ impl Board {
     fn stopping(&self) -> bool {
         self.get(Slot::Stop) != 0
     }
+
+    /// Where ticket records start (after the slots), and how many are kept.
+    const RECORDS: usize = 64;
+    const RECORD_COUNT: u64 = 400;
+
+    fn record_slot(&self, v: u64) -> &AtomicU64 {
+        // SAFETY: records lie within the 4 KiB mapping (64 + 400 slots of 8 bytes), 8-aligned.
+        unsafe { &*self.ptr.add(Self::RECORDS + (v % Self::RECORD_COUNT) as usize) }
+    }
+
+    /// Records who took ticket `v` (for a failure's message).
+    fn record(&self, v: u64, by_queue: bool) {
+        let who = (v << 24) | (u64::from(std::process::id()) & 0xf_ffff) << 4 | u64::from(by_queue);
+        self.record_slot(v).store(who, Ordering::SeqCst);
+    }
+
+    fn holder(&self, v: u64) -> String {
+        let who = self.record_slot(v).load(Ordering::SeqCst);
+        if who >> 24 != v & 0xff_ffff_ffff {
+            return format!("{v}: unknown");
+        }
+        let how = if who & 1 == 1 { "queue" } else { "host" };
+        format!("{v}: pid {} by {how}", (who >> 4) & 0xf_ffff)
+    }
 }
 
 impl Drop for Board {
@@ -157,6 +184,10 @@ struct Process<'a> {
     binary: vk::Semaphore,
     fence: vk::Fence,
     counts: Counts,
+    /// The highest ticket this process took: its queue signals must land before it exits (a
+    /// destroyed device drops the batches still waiting, and the tickets after theirs would
+    /// wait forever).
+    last_ticket: AtomicU64,
 }
 
 impl Process<'_> {
@@ -167,21 +198,32 @@ impl Process<'_> {
     /// Waits (bounded) until the timeline reaches `v`.
     fn wait_for(&self, v: u64) {
         let r = self.d.wait_semaphores(&[(self.timeline, v)], false, LONG_NS);
-        assert_eq!(
-            r,
-            vk::Result::SUCCESS,
-            "waiting for timeline value {v}: only a hang takes that long"
-        );
+        if r != vk::Result::SUCCESS {
+            let holders: Vec<String> = (v.saturating_sub(2)..=v + 1).map(|t| self.board.holder(t)).collect();
+            panic!(
+                "waiting for timeline value {v}: {r:?} (only a hang takes that long); the counter reads {}, tickets up to {}, published {}, stop {}; who took them: {holders:?}",
+                self.counter(),
+                self.board.get(Slot::Ticket),
+                self.board.get(Slot::Published),
+                self.board.get(Slot::Stop),
+            );
+        }
     }
 
     /// Takes tickets and signals them, by host or by queue (`queue`), until the board says stop.
     fn signaler(&self, queue: usize, by_queue: bool) {
         while !self.board.stopping() {
             let v = self.board.at(Slot::Ticket).fetch_add(1, Ordering::SeqCst) + 1;
+            self.last_ticket.fetch_max(v, Ordering::SeqCst);
+            self.board.record(v, by_queue);
             if by_queue {
                 self.board.at(Slot::Published).fetch_max(v, Ordering::SeqCst);
                 let batch = Batch::new().wait(self.timeline, v - 1).signal(self.timeline, v);
                 assert_eq!(self.d.submit(queue, &[batch], vk::Fence::null()), vk::Result::SUCCESS);
+                // At most QUEUED_TICKETS of its signals wait in the queue at once: without a bound
+                // the tickets race ahead of the counter and a host signaler's wait for its turn
+                // grows past any limit.
+                self.wait_for(v.saturating_sub(QUEUED_TICKETS));
             } else {
                 self.wait_for(v - 1);
                 self.board.at(Slot::Published).fetch_max(v, Ordering::SeqCst);
@@ -383,6 +425,7 @@ impl Process<'_> {
                 s.spawn(|| self.toggler());
             }
         });
+        self.wait_for(self.last_ticket.load(Ordering::SeqCst));
     }
 }
 
@@ -432,6 +475,7 @@ fn shared_payloads(route: Route) {
         binary,
         fence,
         counts: Counts::default(),
+        last_ticket: AtomicU64::new(0),
     };
     let start = Instant::now();
     std::thread::scope(|s| {
@@ -500,6 +544,7 @@ fn role_stresser(args: &[String]) -> i32 {
             binary,
             fence,
             counts: Counts::default(),
+            last_ticket: AtomicU64::new(0),
         };
         p.run_shared(false);
         d.idle();

@@ -87,6 +87,13 @@ pub unsafe extern "system" fn map_memory(
             // SAFETY: valid handle per valid usage.
             let dev = unsafe { self::device(device) }?;
             let memory = lookup(&MEMORIES, dev, memory.as_raw(), "VUID-vkMapMemory-memory-parameter")?;
+            if size == 0 {
+                dev.debug.validation(
+                    "VUID-vkMapMemory-size-00680",
+                    "size must be VK_WHOLE_SIZE or greater than 0",
+                );
+                return Err(vk::Result::ERROR_MEMORY_MAP_FAILED);
+            }
             let in_range = offset < memory.size
                 && (size == vk::WHOLE_SIZE || offset.checked_add(size).is_some_and(|end| end <= memory.size));
             if !in_range {
