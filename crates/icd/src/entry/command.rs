@@ -30,7 +30,16 @@ pub unsafe extern "system" fn create_command_pool(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe {
+                super::input_struct(
+                    &dev.debug,
+                    info,
+                    "vkCreateCommandPool",
+                    "pCreateInfo",
+                    "VkCommandPoolCreateInfo",
+                    Some(&[]),
+                )
+            }?;
             if info.queue_family_index != 0 {
                 dev.debug.validation(
                     "VUID-vkCreateCommandPool-queueFamilyIndex-01937",
@@ -141,7 +150,16 @@ pub unsafe extern "system" fn allocate_command_buffers(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe {
+                super::input_struct(
+                    &dev.debug,
+                    info,
+                    "vkAllocateCommandBuffers",
+                    "pAllocateInfo",
+                    "VkCommandBufferAllocateInfo",
+                    Some(&[]),
+                )
+            }?;
             let pool = lookup(
                 &COMMAND_POOLS,
                 dev,
@@ -348,7 +366,20 @@ pub unsafe extern "system" fn cmd_copy_buffer(
         record(handle, |cb| {
             let src = bound(cb, src, "VUID-vkCmdCopyBuffer-srcBuffer-parameter")?;
             let dst = bound(cb, dst, "VUID-vkCmdCopyBuffer-dstBuffer-parameter")?;
-            let regions = input_slice(regions, count).ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            if count == 0 {
+                return Err(invalid(
+                    cb,
+                    "VUID-vkCmdCopyBuffer-regionCount-arraylength",
+                    "vkCmdCopyBuffer: regionCount must be greater than 0",
+                ));
+            }
+            let regions = input_slice(regions, count).ok_or_else(|| {
+                invalid(
+                    cb,
+                    "VUID-vkCmdCopyBuffer-pRegions-parameter",
+                    "vkCmdCopyBuffer: pRegions is NULL",
+                )
+            })?;
             let regions = copy_to_vec(regions)?;
             for r in &regions {
                 let in_range =
@@ -435,28 +466,157 @@ pub unsafe extern "system" fn cmd_update_buffer(
     }
 }
 
-/// Barriers order nothing on a queue that runs its commands one after another.
+/// Reports a NULL array with a non-zero count (`VUID-<cmd>-<param>-parameter`), or an element
+/// with the wrong sType; returns whether the array is valid.
+///
+/// # Safety
+/// A non-null `ptr` must hold `count` elements.
+unsafe fn check_array<T: vk::TaggedStructure>(
+    debug: &crate::debug::DebugReporter,
+    cmd: &str,
+    param: &str,
+    structure: &str,
+    ptr: *const T,
+    count: u32,
+) -> bool {
+    // SAFETY: per the caller's contract.
+    let Some(items) = (unsafe { input_slice(ptr, count) }) else {
+        debug.validation(
+            &format!("VUID-{cmd}-{param}-parameter"),
+            &format!("{cmd}: {param} is NULL with a count of {count}"),
+        );
+        return false;
+    };
+    items.iter().all(|i| super::check_s_type(debug, i, structure))
+}
+
+/// Checks the barrier arrays of `vkCmdPipelineBarrier`/`vkCmdWaitEvents` (reported only).
+///
+/// # Safety
+/// Each non-null array must hold its count of elements.
+#[allow(clippy::too_many_arguments)]
+unsafe fn check_barriers(
+    debug: &crate::debug::DebugReporter,
+    cmd: &str,
+    memory_count: u32,
+    memory: *const vk::MemoryBarrier<'_>,
+    buffer_count: u32,
+    buffers: *const vk::BufferMemoryBarrier<'_>,
+    image_count: u32,
+    images: *const vk::ImageMemoryBarrier<'_>,
+) -> bool {
+    // SAFETY: per the caller's contract.
+    unsafe {
+        check_array(debug, cmd, "pMemoryBarriers", "VkMemoryBarrier", memory, memory_count)
+            & check_array(
+                debug,
+                cmd,
+                "pBufferMemoryBarriers",
+                "VkBufferMemoryBarrier",
+                buffers,
+                buffer_count,
+            )
+            & check_array(
+                debug,
+                cmd,
+                "pImageMemoryBarriers",
+                "VkImageMemoryBarrier",
+                images,
+                image_count,
+            )
+    }
+}
+
+/// Checks a `VkDependencyInfo` and its barrier arrays (reported only).
+///
+/// # Safety
+/// `info` must be NULL or valid, with arrays that hold their counts when non-null.
+unsafe fn check_dependency_info(
+    debug: &crate::debug::DebugReporter,
+    cmd: &str,
+    param: &str,
+    info: *const vk::DependencyInfo<'_>,
+) -> bool {
+    // SAFETY: per the caller's contract.
+    let Ok(info) = (unsafe { super::input_struct(debug, info, cmd, param, "VkDependencyInfo", Some(&[])) }) else {
+        return false;
+    };
+    // SAFETY: per the caller's contract.
+    unsafe {
+        check_array(
+            debug,
+            "VkDependencyInfo",
+            "pMemoryBarriers",
+            "VkMemoryBarrier2",
+            info.p_memory_barriers,
+            info.memory_barrier_count,
+        ) & check_array(
+            debug,
+            "VkDependencyInfo",
+            "pBufferMemoryBarriers",
+            "VkBufferMemoryBarrier2",
+            info.p_buffer_memory_barriers,
+            info.buffer_memory_barrier_count,
+        ) & check_array(
+            debug,
+            "VkDependencyInfo",
+            "pImageMemoryBarriers",
+            "VkImageMemoryBarrier2",
+            info.p_image_memory_barriers,
+            info.image_memory_barrier_count,
+        )
+    }
+}
+
+/// Barriers order nothing on a queue that runs its commands one after another: they are only
+/// checked.
 ///
 /// # Safety
 /// Per `vkCmdPipelineBarrier`.
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "system" fn cmd_pipeline_barrier(
-    _cb: vk::CommandBuffer,
+    handle: vk::CommandBuffer,
     _src: vk::PipelineStageFlags,
     _dst: vk::PipelineStageFlags,
     _deps: vk::DependencyFlags,
-    _memory_count: u32,
-    _memory: *const vk::MemoryBarrier<'_>,
-    _buffer_count: u32,
-    _buffers: *const vk::BufferMemoryBarrier<'_>,
-    _image_count: u32,
-    _images: *const vk::ImageMemoryBarrier<'_>,
+    memory_count: u32,
+    memory: *const vk::MemoryBarrier<'_>,
+    buffer_count: u32,
+    buffers: *const vk::BufferMemoryBarrier<'_>,
+    image_count: u32,
+    images: *const vk::ImageMemoryBarrier<'_>,
 ) {
+    guard_or((), || {
+        // SAFETY: valid handle and arrays per valid usage.
+        if let Some(cb) = unsafe { self::cb(handle) } {
+            // SAFETY: per the caller's contract (valid usage).
+            unsafe {
+                check_barriers(
+                    cb.reporter(),
+                    "vkCmdPipelineBarrier",
+                    memory_count,
+                    memory,
+                    buffer_count,
+                    buffers,
+                    image_count,
+                    images,
+                )
+            };
+        }
+    })
 }
 
 /// # Safety
 /// Per `vkCmdPipelineBarrier2`.
-pub unsafe extern "system" fn cmd_pipeline_barrier2(_cb: vk::CommandBuffer, _info: *const vk::DependencyInfo<'_>) {}
+pub unsafe extern "system" fn cmd_pipeline_barrier2(handle: vk::CommandBuffer, info: *const vk::DependencyInfo<'_>) {
+    guard_or((), || {
+        // SAFETY: valid handle and structure per valid usage.
+        if let Some(cb) = unsafe { self::cb(handle) } {
+            // SAFETY: per the caller's contract (valid usage).
+            unsafe { check_dependency_info(cb.reporter(), "vkCmdPipelineBarrier2", "pDependencyInfo", info) };
+        }
+    })
+}
 
 /// An event's payload: what a recorded command keeps of it.
 fn event(cb: &CommandBuffer, handle: vk::Event, vuid: &str) -> VkResult<Payload> {
@@ -553,17 +713,42 @@ pub unsafe extern "system" fn cmd_wait_events(
     events: *const vk::Event,
     _src: vk::PipelineStageFlags,
     _dst: vk::PipelineStageFlags,
-    _memory_count: u32,
-    _memory: *const vk::MemoryBarrier<'_>,
-    _buffer_count: u32,
-    _buffers: *const vk::BufferMemoryBarrier<'_>,
-    _image_count: u32,
-    _images: *const vk::ImageMemoryBarrier<'_>,
+    memory_count: u32,
+    memory: *const vk::MemoryBarrier<'_>,
+    buffer_count: u32,
+    buffers: *const vk::BufferMemoryBarrier<'_>,
+    image_count: u32,
+    images: *const vk::ImageMemoryBarrier<'_>,
 ) {
     // SAFETY: valid handle and array per valid usage.
     unsafe {
         record(handle, |cb| {
-            let events = input_slice(events, count).ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            if count == 0 {
+                return Err(invalid(
+                    cb,
+                    "VUID-vkCmdWaitEvents-eventCount-arraylength",
+                    "vkCmdWaitEvents: eventCount must be greater than 0",
+                ));
+            }
+            let events = input_slice(events, count).ok_or_else(|| {
+                invalid(
+                    cb,
+                    "VUID-vkCmdWaitEvents-pEvents-parameter",
+                    "vkCmdWaitEvents: pEvents is NULL",
+                )
+            })?;
+            if !check_barriers(
+                cb.reporter(),
+                "vkCmdWaitEvents",
+                memory_count,
+                memory,
+                buffer_count,
+                buffers,
+                image_count,
+                images,
+            ) {
+                return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
+            }
             wait_events(cb, events, "VUID-vkCmdWaitEvents-pEvents-parameter")
         })
     }
@@ -575,12 +760,37 @@ pub unsafe extern "system" fn cmd_wait_events2(
     handle: vk::CommandBuffer,
     count: u32,
     events: *const vk::Event,
-    _infos: *const vk::DependencyInfo<'_>,
+    infos: *const vk::DependencyInfo<'_>,
 ) {
     // SAFETY: valid handle and array per valid usage.
     unsafe {
         record(handle, |cb| {
-            let events = input_slice(events, count).ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            if count == 0 {
+                return Err(invalid(
+                    cb,
+                    "VUID-vkCmdWaitEvents2-eventCount-arraylength",
+                    "vkCmdWaitEvents2: eventCount must be greater than 0",
+                ));
+            }
+            let events = input_slice(events, count).ok_or_else(|| {
+                invalid(
+                    cb,
+                    "VUID-vkCmdWaitEvents2-pEvents-parameter",
+                    "vkCmdWaitEvents2: pEvents is NULL",
+                )
+            })?;
+            let Some(infos) = input_slice(infos, count) else {
+                return Err(invalid(
+                    cb,
+                    "VUID-vkCmdWaitEvents2-pDependencyInfos-parameter",
+                    "vkCmdWaitEvents2: pDependencyInfos is NULL",
+                ));
+            };
+            for info in infos {
+                if !check_dependency_info(cb.reporter(), "vkCmdWaitEvents2", "pDependencyInfos", info) {
+                    return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
+                }
+            }
             wait_events(cb, events, "VUID-vkCmdWaitEvents2-pEvents-parameter")
         })
     }

@@ -59,7 +59,16 @@ pub unsafe extern "system" fn create_messenger(
             let inst = unsafe { dispatchable::<Instance>(instance.as_raw()) }
                 .ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe {
+                super::input_struct(
+                    &inst.debug,
+                    info,
+                    "vkCreateDebugUtilsMessengerEXT",
+                    "pCreateInfo",
+                    "VkDebugUtilsMessengerCreateInfoEXT",
+                    Some(&[]),
+                )
+            }?;
             // SAFETY: `pAllocator` is NULL or valid per valid usage.
             let allocator = unsafe { HostAllocator::from_ptr(allocator) }.or(inst.allocator);
             let handle = register(&inst.debug, info, allocator)?;

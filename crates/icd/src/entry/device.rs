@@ -138,7 +138,17 @@ pub unsafe extern "system" fn create_device(
             let pd = unsafe { super::instance::physical_device(physical_device) }
                 .ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
+            // (The loader adds structures of its own to this chain: only the sType is checked.)
+            let info = unsafe {
+                super::input_struct(
+                    &pd.debug,
+                    info,
+                    "vkCreateDevice",
+                    "pCreateInfo",
+                    "VkDeviceCreateInfo",
+                    None,
+                )
+            }?;
             // SAFETY: `ppEnabledExtensionNames` holds `enabledExtensionCount` strings.
             let names = unsafe { input_slice(info.pp_enabled_extension_names, info.enabled_extension_count) }
                 .ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
@@ -159,6 +169,18 @@ pub unsafe extern "system" fn create_device(
             // SAFETY: `pQueueCreateInfos` holds `queueCreateInfoCount` structures.
             let queue_infos = unsafe { input_slice(info.p_queue_create_infos, info.queue_create_info_count) }
                 .ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
+            for q in queue_infos {
+                if !super::check_s_type(&pd.debug, q, "VkDeviceQueueCreateInfo") {
+                    return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
+                }
+                if q.queue_count > 0 && q.p_queue_priorities.is_null() {
+                    pd.debug.validation(
+                        "VUID-VkDeviceQueueCreateInfo-pQueuePriorities-parameter",
+                        "pQueuePriorities must hold queueCount priorities, not be NULL",
+                    );
+                    return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
+                }
+            }
             let bad_queue = |q: &vk::DeviceQueueCreateInfo<'_>| {
                 q.queue_family_index != 0 || q.queue_count == 0 || q.queue_count > QUEUE_COUNT
             };

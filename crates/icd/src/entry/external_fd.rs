@@ -13,7 +13,7 @@ use ash::vk::Handle;
 use tether_payload::{Payload, PayloadKind};
 
 use super::sync::lookup;
-use super::{VkResult, device, guard, input, result, write_out};
+use super::{VkResult, device, guard, result, write_out};
 use crate::handle_table::{FENCES, SEMAPHORES};
 use crate::handle_types::{HandleType, HandleTypeInfo};
 use crate::objects::device::Device;
@@ -129,7 +129,16 @@ pub unsafe extern "system" fn get_fence_fd(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe {
+                super::input_struct(
+                    &dev.debug,
+                    info,
+                    "vkGetFenceFdKHR",
+                    "pGetFdInfo",
+                    "VkFenceGetFdInfoKHR",
+                    Some(&[]),
+                )
+            }?;
             let fence = lookup(
                 &FENCES,
                 dev,
@@ -184,7 +193,16 @@ pub unsafe extern "system" fn import_fence_fd(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe {
+                super::input_struct(
+                    &dev.debug,
+                    info,
+                    "vkImportFenceFdKHR",
+                    "pImportFenceFdInfo",
+                    "VkImportFenceFdInfoKHR",
+                    Some(&[]),
+                )
+            }?;
             let fence = lookup(
                 &FENCES,
                 dev,
@@ -256,7 +274,16 @@ pub unsafe extern "system" fn get_semaphore_fd(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe {
+                super::input_struct(
+                    &dev.debug,
+                    info,
+                    "vkGetSemaphoreFdKHR",
+                    "pGetFdInfo",
+                    "VkSemaphoreGetFdInfoKHR",
+                    Some(&[]),
+                )
+            }?;
             let semaphore = lookup(
                 &SEMAPHORES,
                 dev,
@@ -312,7 +339,16 @@ pub unsafe extern "system" fn import_semaphore_fd(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe {
+                super::input_struct(
+                    &dev.debug,
+                    info,
+                    "vkImportSemaphoreFdKHR",
+                    "pImportSemaphoreFdInfo",
+                    "VkImportSemaphoreFdInfoKHR",
+                    Some(&[]),
+                )
+            }?;
             let semaphore = lookup(
                 &SEMAPHORES,
                 dev,

@@ -18,7 +18,7 @@ use tether_payload::{Payload, PayloadKind};
 
 use super::external_fd::{invalid_handle, invalid_usage, payload_fits_semaphore};
 use super::sync::lookup;
-use super::{VkResult, device, guard, input, result, write_out};
+use super::{VkResult, device, guard, result, write_out};
 use crate::handle_table::{FENCES, SEMAPHORES};
 use crate::handle_types::{HandleFamily, HandleType, HandleTypeInfo, ObjectKind};
 use crate::objects::device::Device;
@@ -253,7 +253,16 @@ pub unsafe extern "system" fn get_fence_win32_handle(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe {
+                super::input_struct(
+                    &dev.debug,
+                    info,
+                    "vkGetFenceWin32HandleKHR",
+                    "pGetWin32HandleInfo",
+                    "VkFenceGetWin32HandleInfoKHR",
+                    Some(&[]),
+                )
+            }?;
             let fence = lookup(
                 &FENCES,
                 dev,
@@ -306,7 +315,16 @@ pub unsafe extern "system" fn import_fence_win32_handle(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe {
+                super::input_struct(
+                    &dev.debug,
+                    info,
+                    "vkImportFenceWin32HandleKHR",
+                    "pImportFenceWin32HandleInfo",
+                    "VkImportFenceWin32HandleInfoKHR",
+                    Some(&[]),
+                )
+            }?;
             let fence = lookup(
                 &FENCES,
                 dev,
@@ -357,7 +375,16 @@ pub unsafe extern "system" fn get_semaphore_win32_handle(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe {
+                super::input_struct(
+                    &dev.debug,
+                    info,
+                    "vkGetSemaphoreWin32HandleKHR",
+                    "pGetWin32HandleInfo",
+                    "VkSemaphoreGetWin32HandleInfoKHR",
+                    Some(&[]),
+                )
+            }?;
             let semaphore = lookup(
                 &SEMAPHORES,
                 dev,
@@ -411,7 +438,16 @@ pub unsafe extern "system" fn import_semaphore_win32_handle(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe {
+                super::input_struct(
+                    &dev.debug,
+                    info,
+                    "vkImportSemaphoreWin32HandleKHR",
+                    "pImportSemaphoreWin32HandleInfo",
+                    "VkImportSemaphoreWin32HandleInfoKHR",
+                    Some(&[]),
+                )
+            }?;
             let semaphore = lookup(
                 &SEMAPHORES,
                 dev,

@@ -33,6 +33,11 @@ pub unsafe extern "system" fn create_instance(
         result((|| {
             // SAFETY: valid pointer per the command's valid usage.
             let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
+            // No reporter exists yet: a wrong sType is refused without a message. (The loader
+            // adds structures of its own to the chain, which is not checked.)
+            if info.s_type != vk::StructureType::INSTANCE_CREATE_INFO {
+                return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
+            }
             // SAFETY: `ppEnabledExtensionNames` holds `enabledExtensionCount` strings.
             let names = unsafe { super::input_slice(info.pp_enabled_extension_names, info.enabled_extension_count) }
                 .ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;

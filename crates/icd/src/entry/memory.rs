@@ -26,7 +26,16 @@ pub unsafe extern "system" fn allocate_memory(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe {
+                super::input_struct(
+                    &dev.debug,
+                    info,
+                    "vkAllocateMemory",
+                    "pAllocateInfo",
+                    "VkMemoryAllocateInfo",
+                    Some(&[]),
+                )
+            }?;
             if info.memory_type_index != 0 {
                 dev.debug.validation(
                     "VUID-vkAllocateMemory-pAllocateInfo-01714",
@@ -158,7 +167,16 @@ pub unsafe extern "system" fn create_buffer(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe {
+                super::input_struct(
+                    &dev.debug,
+                    info,
+                    "vkCreateBuffer",
+                    "pCreateInfo",
+                    "VkBufferCreateInfo",
+                    Some(&[]),
+                )
+            }?;
             if info.size == 0 {
                 dev.debug
                     .validation("VUID-VkBufferCreateInfo-size-00912", "size must be greater than 0");

@@ -107,6 +107,71 @@ pub unsafe fn input<'a, T>(ptr: *const T) -> Option<&'a T> {
     unsafe { ptr.as_ref() }
 }
 
+/// Reads a required input structure with an sType, checked: NULL is reported as
+/// `VUID-<cmd>-<param>-parameter`, a wrong top-level sType as `VUID-<structure>-sType-sType`
+/// (both refused with `VK_ERROR_VALIDATION_FAILED_EXT`); then, where `known` is given, the pNext
+/// chain goes through [`check_chain`] (reported only). `known: None` skips the chain (instance and
+/// device creation, where the loader adds structures of its own).
+///
+/// # Safety
+/// A non-null `ptr` must point to a valid `T` (whatever its sType says) with a valid chain.
+pub unsafe fn input_struct<'a, T: vk::TaggedStructure>(
+    debug: &crate::debug::DebugReporter,
+    ptr: *const T,
+    cmd: &str,
+    param: &str,
+    structure: &str,
+    known: Option<&[vk::StructureType]>,
+) -> VkResult<&'a T> {
+    // SAFETY: per the caller's contract (valid usage).
+    let Some(header) = (unsafe { ptr.cast::<vk::BaseInStructure<'a>>().as_ref() }) else {
+        debug.validation(
+            &format!("VUID-{cmd}-{param}-parameter"),
+            &format!("{cmd}: {param} must be a valid pointer to a {structure}"),
+        );
+        return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
+    };
+    if header.s_type != T::STRUCTURE_TYPE {
+        debug.validation(
+            &format!("VUID-{structure}-sType-sType"),
+            &format!(
+                "{cmd}: {param}->sType is {:?}, not {:?}",
+                header.s_type,
+                T::STRUCTURE_TYPE
+            ),
+        );
+        return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
+    }
+    if let Some(known) = known {
+        // SAFETY: per the caller's contract.
+        unsafe { check_chain(debug, structure, header.p_next.cast(), known) };
+    // SAFETY: per the caller's contract (valid usage).
+    } else if unsafe { chain(header.p_next.cast()) }.count() == MAX_CHAIN_DEPTH {
+        // Only a loop (or an absurdly long chain) is reported where others add structures.
+        debug.validation(
+            &format!("VUID-{structure}-sType-unique"),
+            &format!("the pNext chain of {structure} loops (or is longer than {MAX_CHAIN_DEPTH})"),
+        );
+    }
+    // SAFETY: non-null and valid per the caller's contract.
+    Ok(unsafe { &*ptr })
+}
+
+/// The top-level sType of `value` (an element of an input array) is the one `T` requires;
+/// otherwise `VUID-<structure>-sType-sType` is reported and `false` returned.
+pub fn check_s_type<T: vk::TaggedStructure>(debug: &crate::debug::DebugReporter, value: &T, structure: &str) -> bool {
+    // SAFETY: every `TaggedStructure` begins with the sType/pNext header.
+    let header = unsafe { &*(value as *const T).cast::<vk::BaseInStructure<'_>>() };
+    if header.s_type == T::STRUCTURE_TYPE {
+        return true;
+    }
+    debug.validation(
+        &format!("VUID-{structure}-sType-sType"),
+        &format!("{structure}.sType is {:?}, not {:?}", header.s_type, T::STRUCTURE_TYPE),
+    );
+    false
+}
+
 /// Reads an input array; an empty slice for a zero count, `None` for NULL with a non-zero count.
 ///
 /// # Safety

@@ -189,6 +189,16 @@ pub unsafe extern "system" fn queue_submit(
             let submits = unsafe { input_slice(submits, count) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
             let mut descs = Vec::with_capacity(submits.len());
             for s in submits {
+                if !super::check_s_type(&q.debug, s, "VkSubmitInfo") {
+                    return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
+                }
+                if s.wait_semaphore_count > 0 && s.p_wait_dst_stage_mask.is_null() {
+                    q.debug.validation(
+                        "VUID-VkSubmitInfo-pWaitDstStageMask-parameter",
+                        "vkQueueSubmit: pWaitDstStageMask must hold waitSemaphoreCount stage masks, not be NULL",
+                    );
+                    return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
+                }
                 // SAFETY: the chain is valid.
                 unsafe {
                     super::check_chain(
@@ -264,6 +274,9 @@ pub unsafe extern "system" fn queue_submit2(
             let submits = unsafe { input_slice(submits, count) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
             let mut descs = Vec::with_capacity(submits.len());
             for s in submits {
+                if !super::check_s_type(&q.debug, s, "VkSubmitInfo2") {
+                    return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
+                }
                 // SAFETY: the chain is valid.
                 unsafe { super::check_chain(&q.debug, "VkSubmitInfo2", s.p_next, &[]) };
                 // SAFETY: each array holds the count its structure gives.

@@ -5,7 +5,7 @@ use ash::vk::Handle;
 use tether_payload::{Deadline, Payload, PayloadKind, WaitFor, WaitOutcome, wait_many};
 
 use super::external_win32;
-use super::{VkResult, device, find_in_chain, guard, guard_or, input, input_slice, result, write_out};
+use super::{VkResult, device, find_in_chain, guard, guard_or, input_slice, result, write_out};
 use crate::handle_table::{DeviceChild, EVENTS, FENCES, HandleTable, ObjectRef, Owner, SEMAPHORES};
 use crate::handle_types::ObjectKind;
 use crate::host_memory::{HostAllocator, HostBox};
@@ -81,19 +81,19 @@ pub unsafe extern "system" fn create_fence(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { super::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
-            // SAFETY: the chain is valid.
-            unsafe {
-                super::check_chain(
+            let info = unsafe {
+                super::input_struct(
                     &dev.debug,
+                    info,
+                    "vkCreateFence",
+                    "pCreateInfo",
                     "VkFenceCreateInfo",
-                    info.p_next,
-                    &[
+                    Some(&[
                         vk::StructureType::EXPORT_FENCE_CREATE_INFO,
                         vk::StructureType::EXPORT_FENCE_WIN32_HANDLE_INFO_KHR,
-                    ],
+                    ]),
                 )
-            };
+            }?;
             // SAFETY: the chain is valid.
             let export_types = unsafe { find_in_chain::<vk::ExportFenceCreateInfo<'_>>(info.p_next) }
                 .map_or(vk::ExternalFenceHandleTypeFlags::empty(), |e| e.handle_types);
@@ -290,20 +290,20 @@ pub unsafe extern "system" fn create_semaphore(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { super::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
-            // SAFETY: the chain is valid.
-            unsafe {
-                super::check_chain(
+            let info = unsafe {
+                super::input_struct(
                     &dev.debug,
+                    info,
+                    "vkCreateSemaphore",
+                    "pCreateInfo",
                     "VkSemaphoreCreateInfo",
-                    info.p_next,
-                    &[
+                    Some(&[
                         vk::StructureType::SEMAPHORE_TYPE_CREATE_INFO,
                         vk::StructureType::EXPORT_SEMAPHORE_CREATE_INFO,
                         vk::StructureType::EXPORT_SEMAPHORE_WIN32_HANDLE_INFO_KHR,
-                    ],
+                    ]),
                 )
-            };
+            }?;
             // SAFETY: the chain is valid.
             let type_info = unsafe { find_in_chain::<vk::SemaphoreTypeCreateInfo<'_>>(info.p_next) };
             let (semaphore_type, initial) = match type_info {
@@ -422,7 +422,16 @@ pub unsafe extern "system" fn signal_semaphore(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe {
+                super::input_struct(
+                    &dev.debug,
+                    info,
+                    "vkSignalSemaphore",
+                    "pSignalInfo",
+                    "VkSemaphoreSignalInfo",
+                    Some(&[]),
+                )
+            }?;
             let semaphore = timeline(dev, info.semaphore, "VUID-VkSemaphoreSignalInfo-semaphore-03257")?;
             let payload = semaphore.slot.active();
             if payload.kind() == PayloadKind::Timeline && info.value <= payload.value() {
@@ -455,7 +464,16 @@ pub unsafe extern "system" fn wait_semaphores(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
+            let info = unsafe {
+                super::input_struct(
+                    &dev.debug,
+                    info,
+                    "vkWaitSemaphores",
+                    "pWaitInfo",
+                    "VkSemaphoreWaitInfo",
+                    Some(&[]),
+                )
+            }?;
             // SAFETY: `pSemaphores` and `pValues` hold `semaphoreCount` elements.
             let (handles, values) = unsafe {
                 (
@@ -516,9 +534,16 @@ pub unsafe extern "system" fn create_event(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device) }?;
             // SAFETY: as above.
-            let info = unsafe { input(info) }.ok_or(vk::Result::ERROR_VALIDATION_FAILED_EXT)?;
-            // SAFETY: the chain is valid.
-            unsafe { super::check_chain(&dev.debug, "VkEventCreateInfo", info.p_next, &[]) };
+            let _info = unsafe {
+                super::input_struct(
+                    &dev.debug,
+                    info,
+                    "vkCreateEvent",
+                    "pCreateInfo",
+                    "VkEventCreateInfo",
+                    Some(&[]),
+                )
+            }?;
             // SAFETY: `pAllocator` is NULL or valid per valid usage.
             let storage = unsafe { super::child_allocator(dev, allocator) }.reserve(OBJECT)?;
             // SAFETY: writable output per valid usage.
