@@ -182,7 +182,12 @@ pub unsafe extern "system" fn create_fence(
             } else {
                 // SAFETY: the chain is valid.
                 let mut chain = unsafe { ChainCopy::new(ci.p_next) };
-                chain.remove(vk::StructureType::EXPORT_FENCE_WIN32_HANDLE_INFO_KHR);
+                strip_win32_export(
+                    &dev,
+                    &mut chain,
+                    vk::StructureType::EXPORT_FENCE_WIN32_HANDLE_INFO_KHR,
+                    "VkFenceCreateInfo",
+                );
                 if !win32.is_empty() {
                     let Some(e) = chain.find_mut::<vk::ExportFenceCreateInfo<'_>>() else {
                         return Err(unknown_structure(&dev, "VkFenceCreateInfo"));
@@ -210,6 +215,20 @@ pub unsafe extern "system" fn create_fence(
             Ok(())
         })())
     })
+}
+
+/// Takes the Win32 export structure out of a copied chain (the driver does not know it); a
+/// second one breaks `VUID-<parent>-sType-unique`, which the driver can no longer see, so the
+/// layer reports it.
+fn strip_win32_export(dev: &DeviceData, chain: &mut ChainCopy, s_type: vk::StructureType, parent: &str) {
+    chain.remove(s_type);
+    if chain.remove(s_type) {
+        while chain.remove(s_type) {}
+        let _ = dev.reporter().validation(
+            &format!("VUID-{parent}-sType-unique"),
+            &format!("the pNext chain of {parent} holds {s_type:?} more than once"),
+        );
+    }
 }
 
 fn unknown_structure(dev: &DeviceData, parent: &str) -> vk::Result {
@@ -305,7 +324,12 @@ pub unsafe extern "system" fn create_semaphore(
             } else {
                 // SAFETY: the chain is valid.
                 let mut chain = unsafe { ChainCopy::new(ci.p_next) };
-                chain.remove(vk::StructureType::EXPORT_SEMAPHORE_WIN32_HANDLE_INFO_KHR);
+                strip_win32_export(
+                    &dev,
+                    &mut chain,
+                    vk::StructureType::EXPORT_SEMAPHORE_WIN32_HANDLE_INFO_KHR,
+                    "VkSemaphoreCreateInfo",
+                );
                 if !win32.is_empty() {
                     let Some(e) = chain.find_mut::<vk::ExportSemaphoreCreateInfo<'_>>() else {
                         return Err(unknown_structure(&dev, "VkSemaphoreCreateInfo"));

@@ -90,7 +90,19 @@ pub unsafe extern "system" fn destroy_messenger(
     guard_or((), || {
         // SAFETY: `pAllocator` is NULL or valid per valid usage.
         let given = unsafe { HostAllocator::from_ptr(allocator) };
-        if !unregister(messenger.as_raw(), given)
+        let handle = messenger.as_raw();
+        if handle != 0
+            && MESSENGERS.get(handle).is_none()
+            // SAFETY: a live instance per valid usage.
+            && let Some(inst) = unsafe { dispatchable::<Instance>(instance.as_raw()) }
+        {
+            inst.debug.validation(
+                "VUID-vkDestroyDebugUtilsMessengerEXT-messenger-parameter",
+                &format!("VkDebugUtilsMessengerEXT {handle:#x} is not a live handle"),
+            );
+            return;
+        }
+        if !unregister(handle, given)
             // SAFETY: a live instance per valid usage.
             && let Some(inst) = unsafe { dispatchable::<Instance>(instance.as_raw()) }
         {

@@ -127,7 +127,15 @@ pub unsafe extern "system" fn map_memory(
 ///
 /// # Safety
 /// Per `vkUnmapMemory`.
-pub unsafe extern "system" fn unmap_memory(_device: vk::Device, _memory: vk::DeviceMemory) {}
+pub unsafe extern "system" fn unmap_memory(device: vk::Device, memory: vk::DeviceMemory) {
+    guard_or((), || {
+        // SAFETY: valid handle per valid usage.
+        if let Ok(dev) = unsafe { self::device(device) } {
+            // Nothing to undo; the lookup reports a handle that names no memory object.
+            let _ = lookup(&MEMORIES, dev, memory.as_raw(), "VUID-vkUnmapMemory-memory-parameter");
+        }
+    })
+}
 
 /// The only memory type is coherent: flushes and invalidations have nothing to do.
 ///
