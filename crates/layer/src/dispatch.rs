@@ -327,6 +327,12 @@ impl ChainCopy {
     }
 
     /// Drops the copy of a structure of type `s_type`. Returns whether one was dropped.
+    /// How many structures of type `s_type` the copied part holds.
+    pub fn count(&self, s_type: vk::StructureType) -> usize {
+        self.nodes.iter().filter(|n| Self::s_type(n) == s_type).count()
+    }
+
+    /// Removes every structure of type `s_type`; whether there was one.
     pub fn remove(&mut self, s_type: vk::StructureType) -> bool {
         let before = self.nodes.len();
         self.nodes.retain(|n| Self::s_type(n) != s_type);

@@ -221,9 +221,9 @@ pub unsafe extern "system" fn create_fence(
 /// second one breaks `VUID-<parent>-sType-unique`, which the driver can no longer see, so the
 /// layer reports it.
 fn strip_win32_export(dev: &DeviceData, chain: &mut ChainCopy, s_type: vk::StructureType, parent: &str) {
+    let copies = chain.count(s_type);
     chain.remove(s_type);
-    if chain.remove(s_type) {
-        while chain.remove(s_type) {}
+    if copies > 1 {
         let _ = dev.reporter().validation(
             &format!("VUID-{parent}-sType-unique"),
             &format!("the pNext chain of {parent} holds {s_type:?} more than once"),
