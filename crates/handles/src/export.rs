@@ -26,7 +26,43 @@ pub struct Win32ExportAttributes {
     pub name: Option<ObjectName>,
 }
 
+/// `SECURITY_ATTRIBUTES` as C lays it out on LP64 Linux.
+#[repr(C)]
+struct SecurityAttributes {
+    length: u32,
+    security_descriptor: *mut std::ffi::c_void,
+    inherit_handle: i32,
+}
+
 impl Win32ExportAttributes {
+    /// Reads the fields of a `VkExport{Fence,Semaphore}Win32HandleInfoKHR` (`pAttributes`,
+    /// `dwAccess`, `name`). DWORD is 32 bits on Windows; bindings that declare it `c_ulong` pass
+    /// it widened, so only the low half is the field.
+    ///
+    /// # Safety
+    /// `attributes` must be NULL or point to a `SECURITY_ATTRIBUTES`; `name` NULL or a
+    /// NUL-terminated UTF-16 string.
+    pub unsafe fn from_raw(
+        attributes: *const std::ffi::c_void,
+        access: std::ffi::c_ulong,
+        name: *const u16,
+    ) -> Result<Win32ExportAttributes, crate::NameError> {
+        // SAFETY: per the caller's contract.
+        let inheritable =
+            unsafe { attributes.cast::<SecurityAttributes>().as_ref() }.is_some_and(|a| a.inherit_handle != 0);
+        let name = if name.is_null() {
+            None
+        } else {
+            // SAFETY: per the caller's contract; the scan is bounded by the name length limit.
+            Some(unsafe { ObjectName::from_lpcwstr(name) }?)
+        };
+        Ok(Win32ExportAttributes {
+            inheritable,
+            access: access as u32,
+            name,
+        })
+    }
+
     pub fn allows_signal(&self) -> bool {
         self.access == 0 || self.access & SIGNAL_RIGHTS != 0
     }
@@ -84,6 +120,13 @@ impl Win32Exports {
         }
         st.nt_exported |= type_bit;
         Ok(())
+    }
+
+    /// Undoes the record of [`Win32Exports::begin_nt_export`] when the handle itself could not be
+    /// made (the export failed, so a later one must be allowed). A name registered on the way stays:
+    /// it names the object, which lives on.
+    pub fn abandon_nt_export(&self, type_bit: u32) {
+        self.lock().nt_exported &= !type_bit;
     }
 
     /// The object's KMT value for `file`, registered on first use (KMT handles are global: every

@@ -75,14 +75,6 @@ fn semaphore_tag(s: &SemaphoreData) -> u32 {
     }
 }
 
-/// `SECURITY_ATTRIBUTES` as C lays it out on LP64 Linux.
-#[repr(C)]
-struct SecurityAttributes {
-    length: u32,
-    security_descriptor: *mut c_void,
-    inherit_handle: i32,
-}
-
 /// Reads `VkExport{Fence,Semaphore}Win32HandleInfoKHR` fields into export attributes.
 ///
 /// # Safety
@@ -95,23 +87,8 @@ unsafe fn export_attributes(
     vuid: &str,
 ) -> VkResult<Win32ExportAttributes> {
     // SAFETY: per the caller's contract.
-    let inheritable =
-        unsafe { attributes.cast::<SecurityAttributes>().as_ref() }.is_some_and(|a| a.inherit_handle != 0);
-    let name = if name.is_null() {
-        None
-    } else {
-        // SAFETY: per the caller's contract; the scan is bounded by the name length limit.
-        match unsafe { ObjectName::from_lpcwstr(name) } {
-            Ok(n) => Some(n),
-            Err(e) => return Err(dev.reporter().validation(vuid, &format!("bad export name: {e}"))),
-        }
-    };
-    // DWORD is 32 bits on Windows; ash declares it `c_ulong`, so only the low half is the field.
-    Ok(Win32ExportAttributes {
-        inheritable,
-        access: access as u32,
-        name,
-    })
+    unsafe { Win32ExportAttributes::from_raw(attributes, access, name) }
+        .map_err(|e| dev.reporter().validation(vuid, &format!("bad export name: {e}")))
 }
 
 /// The device of an intercepted device-level command.
@@ -461,7 +438,10 @@ fn export(
     }
     into_nt_handle(fd, exports.attributes.inheritable)
         .map(NtHandle::into_raw_handle)
-        .map_err(|e| export_failed(dev, &HandleError::Io(e)))
+        .map_err(|e| {
+            exports.abandon_nt_export(type_bit);
+            export_failed(dev, &HandleError::Io(e))
+        })
 }
 
 /// Hands an exported handle to the caller, or takes it back if the output pointer is NULL.

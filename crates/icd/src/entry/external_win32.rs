@@ -29,14 +29,6 @@ use crate::sync::{PayloadSlot, Permanence};
 /// The message id of an NT export whose name another object holds.
 pub const NAME_IN_USE: &str = "tether-name-in-use";
 
-/// `SECURITY_ATTRIBUTES` as C lays it out on LP64 Linux.
-#[repr(C)]
-struct SecurityAttributes {
-    length: u32,
-    security_descriptor: *mut c_void,
-    inherit_handle: i32,
-}
-
 /// Reads `VkExport{Fence,Semaphore}Win32HandleInfoKHR` fields into export attributes.
 ///
 /// # Safety
@@ -50,28 +42,12 @@ pub unsafe fn export_attributes(
     name: *const u16,
 ) -> VkResult<Win32ExportAttributes> {
     // SAFETY: per the caller's contract.
-    let inheritable =
-        unsafe { attributes.cast::<SecurityAttributes>().as_ref() }.is_some_and(|a| a.inherit_handle != 0);
-    let name = if name.is_null() {
-        None
-    } else {
-        // SAFETY: per the caller's contract; the scan is bounded by the name length limit.
-        match unsafe { ObjectName::from_lpcwstr(name) } {
-            Ok(n) => Some(n),
-            Err(e) => {
-                return Err(invalid_usage(
-                    dev,
-                    &format!("VUID-{structure}-name-parameter"),
-                    &format!("bad export name in {structure}: {e}"),
-                ));
-            }
-        }
-    };
-    // DWORD is 32 bits on Windows; ash declares it `c_ulong`, so only the low half is the field.
-    Ok(Win32ExportAttributes {
-        inheritable,
-        access: access as u32,
-        name,
+    unsafe { Win32ExportAttributes::from_raw(attributes, access, name) }.map_err(|e| {
+        invalid_usage(
+            dev,
+            &format!("VUID-{structure}-name-parameter"),
+            &format!("bad export name in {structure}: {e}"),
+        )
     })
 }
 
@@ -138,7 +114,10 @@ fn export(
             };
             match handle {
                 Some(Ok(nt)) => Ok(nt.into_raw_handle()),
-                _ => Err(export_failed(dev, &HandleError::Io(std::io::Error::last_os_error()))),
+                _ => {
+                    exports.abandon_nt_export(type_bit);
+                    Err(export_failed(dev, &HandleError::Io(std::io::Error::last_os_error())))
+                }
             }
         }
     }
