@@ -1526,7 +1526,7 @@ pub fn run(choice: Choice, args: &BenchArgs) -> Result<(), String> {
     say!();
     say!(
         "{}",
-        crate::table::format(
+        tether::table::format(
             &[
                 "measurement",
                 "n",

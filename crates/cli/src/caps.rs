@@ -388,7 +388,7 @@ pub fn format_device(caps: &DeviceCaps) -> String {
         })
         .collect();
     if !rows.is_empty() {
-        out += &crate::table::format(
+        out += &tether::table::format(
             &[
                 "object",
                 "handle type",

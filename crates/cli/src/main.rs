@@ -11,7 +11,6 @@
 //! | [`peer`] | child `tether` processes (hidden subcommands) and the pipes to them |
 //! | [`broker`] | finding or starting `tether-broker` (a copy is built into this binary) |
 //! | [`stats`] | percentiles |
-//! | [`table`] | plain-text tables |
 
 /// `println!` that does not panic when stdout is closed (`tether caps | head`): the rest of the
 /// output is dropped and the command still finishes, so its exit status still reports the work.
@@ -29,7 +28,6 @@ mod demo;
 mod external;
 mod peer;
 mod stats;
-mod table;
 mod vulkan;
 
 use std::process::ExitCode;

@@ -78,6 +78,11 @@ impl NtHandle {
     pub fn into_owned_fd(self) -> OwnedFd {
         self.0
     }
+
+    /// Borrows the handle, for an import (which never takes ownership of a Win32 handle).
+    pub fn as_handle(&self) -> BorrowedHandle<'_> {
+        BorrowedHandle::from(self.0.as_fd())
+    }
 }
 
 impl From<OwnedFd> for NtHandle {
@@ -190,6 +195,16 @@ impl<'a> BorrowedHandle<'a> {
             Some(code) if code == Errno::BADF.raw_os_error() => HandleError::InvalidHandle,
             _ => HandleError::Io(e),
         })
+    }
+}
+
+impl<'a> From<BorrowedFd<'a>> for BorrowedHandle<'a> {
+    /// An open fd, borrowed for `'a`, as a handle value.
+    fn from(fd: BorrowedFd<'a>) -> BorrowedHandle<'a> {
+        BorrowedHandle {
+            fd: fd.as_raw_fd(),
+            _borrow: PhantomData,
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! Plain-text tables.
+//! Plain-text tables, as [`DeviceCaps`](crate::DeviceCaps) prints its rows (public so tools can print
+//! theirs alike).
 
 /// Lays out rows under headers, columns padded to their widest cell.
 pub fn format(headers: &[&str], rows: &[Vec<String>]) -> String {
