@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ash::vk;
 
 use crate::harness::{DEVICE_ENV, Route, Target, VALIDATION_LAYER, environment, target};
+use crate::kind::SyncKind;
 
 /// A wait this long that has not completed shows the waited-for thing did not happen (20 ms).
 pub const SHORT_NS: u64 = 20_000_000;
@@ -922,6 +923,105 @@ impl TestDevice {
         let _held: Vec<_> = self.queues.iter().map(|(_, g)| lock(g)).collect();
         // SAFETY: a live device whose queues are all held.
         code(unsafe { self.device.device_wait_idle() })
+    }
+
+    /// The messages so far, for assertion texts.
+    pub fn messages(&self) -> String {
+        let list: Vec<String> = self.log().snapshot().iter().map(ToString::to_string).collect();
+        format!("[{}]", list.join("; "))
+    }
+
+    // --- the CTS's submits and waits -------------------------------------------------------
+
+    /// Asserts a `vkQueueSubmit` the test needs succeeded.
+    fn submitted(&self, result: vk::Result, what: &str) {
+        assert_eq!(
+            result,
+            vk::Result::SUCCESS,
+            "vkQueueSubmit {what}; messages: {}",
+            self.messages()
+        );
+    }
+
+    /// `submitEmptySignal` for a fence: an empty submit on queue 0 that signals it.
+    pub fn submit_signal_fence(&self, fence: vk::Fence) {
+        self.submitted(self.submit(0, &[], fence), "signaling a fence");
+    }
+
+    /// `submitEmptySignal` for a binary semaphore.
+    pub fn submit_signal_semaphore(&self, semaphore: vk::Semaphore) {
+        let result = self.submit(0, &[Batch::new().signal(semaphore, 0)], vk::Fence::null());
+        self.submitted(result, "signaling a semaphore");
+    }
+
+    /// `submitEmptyWait`: an empty submit that waits on a binary semaphore at ALL_COMMANDS.
+    pub fn submit_wait_semaphore(&self, semaphore: vk::Semaphore) {
+        let result = self.submit(0, &[Batch::new().wait(semaphore, 0)], vk::Fence::null());
+        self.submitted(result, "waiting on a semaphore");
+    }
+
+    /// `vkWaitForFences(fence)` that must succeed within [`LONG_NS`].
+    pub fn wait_fence(&self, fence: vk::Fence) {
+        let result = self.wait_fences(&[fence], true, LONG_NS);
+        assert_eq!(
+            result,
+            vk::Result::SUCCESS,
+            "vkWaitForFences: the fence never signaled; messages: {}",
+            self.messages()
+        );
+    }
+
+    /// `vkQueueWaitIdle(queue 0)`, bounded: a fence submitted after everything else must signal
+    /// within [`LONG_NS`] first, so work that never completes fails the test instead of hanging.
+    pub fn idle(&self) {
+        let fence = self.fence(false);
+        self.submit_signal_fence(fence);
+        let finished = self.wait_fences(&[fence], true, LONG_NS);
+        self.destroy_fence(fence);
+        assert_eq!(
+            finished,
+            vk::Result::SUCCESS,
+            "queue 0 never went idle (work blocked forever); messages: {}",
+            self.messages()
+        );
+        assert_eq!(self.queue_wait_idle(0), vk::Result::SUCCESS, "vkQueueWaitIdle");
+    }
+
+    /// A private timeline semaphore at 0 that holds back work waiting on value 1 until
+    /// [`TestDevice::open_gate`].
+    pub fn gate(&self) -> vk::Semaphore {
+        self.timeline_semaphore(0)
+    }
+
+    /// Lets the work held back by `gate` run (host signal of value 1).
+    pub fn open_gate(&self, gate: vk::Semaphore) {
+        assert_eq!(self.signal(gate, 1), vk::Result::SUCCESS, "vkSignalSemaphore (gate)");
+    }
+
+    /// The CTS's `submitAtomicCalculationsAndGet*Native` with a host-held gate instead of the
+    /// timed compute job: submit [wait gate = 1] → signal `object`; run `export` while that
+    /// signal is pending; open the gate; bounded `vkQueueWaitIdle`.
+    pub fn while_signal_pending<K: SyncKind, T>(&self, object: K::Object, export: impl FnOnce() -> T) -> T {
+        let gate = self.gate();
+        let result = K::submit_gated_signal(self, gate, object);
+        self.submitted(result, &format!("(gated {} signal)", K::NAME));
+        let exported = export();
+        self.open_gate(gate);
+        self.idle();
+        self.destroy_semaphore(gate);
+        exported
+    }
+
+    /// Records a fence made outside this type (an exportable one), to be destroyed with it.
+    pub(crate) fn track_fence(&self, fence: vk::Fence) -> vk::Fence {
+        lock(&self.tracked).fences.push(fence);
+        fence
+    }
+
+    /// Records a semaphore made outside this type, to be destroyed with it.
+    pub(crate) fn track_semaphore(&self, semaphore: vk::Semaphore) -> vk::Semaphore {
+        lock(&self.tracked).semaphores.push(semaphore);
+        semaphore
     }
 
     /// A device-level command by name, through `vkGetDeviceProcAddr`.

@@ -12,7 +12,7 @@
 //! * fd plumbing: SCM_RIGHTS over a socket, whether an fd is open, counts of open fds and of
 //!   mappings, child processes.
 //!
-//! Every wait here is bounded ([`LONG_NS`]): a driver bug fails the test instead of hanging it.
+//! Every wait here is bounded ([`crate::context::LONG_NS`]): a driver bug fails the test instead of hanging it.
 
 use std::ffi::CStr;
 use std::io::{IoSlice, IoSliceMut};
@@ -20,13 +20,13 @@ use std::mem::MaybeUninit;
 use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::{Child, ExitStatus};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ash::vk;
 
-use crate::context::{Batch, LONG_NS, Options, TestDevice, TestInstance};
+use crate::context::{Options, TestDevice, TestInstance};
 use crate::harness::{Route, Test};
+use crate::kind::{BinarySemaphore, Fence, SyncKind};
 
 /// The device extensions the fd tests enable on top of the default ones.
 pub const FD_EXTENSIONS: &[&CStr] = &[ash::khr::external_fence_fd::NAME, ash::khr::external_semaphore_fd::NAME];
@@ -232,20 +232,11 @@ pub fn semaphore_properties(
     props
 }
 
-/// The exportable objects an [`FdDevice`] made (the [`TestDevice`] tracks only its own).
-#[derive(Default)]
-struct Exportables {
-    fences: Vec<vk::Fence>,
-    semaphores: Vec<vk::Semaphore>,
-}
-
 /// A [`TestDevice`] with `VK_KHR_external_fence_fd` and `VK_KHR_external_semaphore_fd`. It
-/// dereferences to the `TestDevice`; its exportable objects are destroyed before the device.
+/// dereferences to the `TestDevice`, which also tracks (and destroys) its exportable objects.
 pub struct FdDevice {
-    exportables: Mutex<Exportables>,
     pub fence_fd: ash::khr::external_fence_fd::Device,
     pub semaphore_fd: ash::khr::external_semaphore_fd::Device,
-    /// Declared last: dropped after the exportable objects.
     pub dev: TestDevice,
 }
 
@@ -254,10 +245,6 @@ impl Deref for FdDevice {
     fn deref(&self) -> &TestDevice {
         &self.dev
     }
-}
-
-fn lock(m: &Mutex<Exportables>) -> MutexGuard<'_, Exportables> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl FdDevice {
@@ -274,7 +261,6 @@ impl FdDevice {
         let semaphore_fd = ash::khr::external_semaphore_fd::Device::new(&dev.inst.instance, &dev.device);
         drop(held);
         FdDevice {
-            exportables: Mutex::new(Exportables::default()),
             fence_fd,
             semaphore_fd,
             dev,
@@ -289,8 +275,7 @@ impl FdDevice {
         let info = vk::FenceCreateInfo::default().push_next(&mut export);
         // SAFETY: a live device; `info`'s chain is valid.
         let fence = unsafe { self.device.create_fence(&info, None) }.expect("vkCreateFence (exportable)");
-        lock(&self.exportables).fences.push(fence);
-        fence
+        self.track_fence(fence)
     }
 
     /// A semaphore of `semaphore_type` (timeline: with `initial_value`) with
@@ -311,8 +296,7 @@ impl FdDevice {
         }
         // SAFETY: a live device; `info`'s chain is valid.
         let semaphore = unsafe { self.device.create_semaphore(&info, None) }?;
-        lock(&self.exportables).semaphores.push(semaphore);
-        Ok(semaphore)
+        Ok(self.track_semaphore(semaphore))
     }
 
     /// An exportable binary semaphore.
@@ -331,21 +315,22 @@ impl FdDevice {
             .expect("vkCreateSemaphore (exportable timeline)")
     }
 
+    /// An unsignaled object of kind `K` exportable as `handle_type`.
+    pub fn exportable<K: SyncKind>(&self, handle_type: FdHandleType) -> K::Object {
+        K::exportable_fd(self, K::fd_bit(handle_type))
+    }
+
     /// Destroys an exportable fence made here.
     pub fn destroy_exportable_fence(&self, fence: vk::Fence) {
-        lock(&self.exportables).fences.retain(|f| *f != fence);
-        // SAFETY: a fence of this device, destroyed once; the caller knows its work is complete.
-        unsafe { self.device.destroy_fence(fence, None) };
+        self.destroy_fence(fence);
     }
 
     /// Destroys an exportable semaphore made here.
     pub fn destroy_exportable_semaphore(&self, semaphore: vk::Semaphore) {
-        lock(&self.exportables).semaphores.retain(|s| *s != semaphore);
-        // SAFETY: a semaphore of this device, destroyed once; the caller knows its work is complete.
-        unsafe { self.device.destroy_semaphore(semaphore, None) };
+        self.destroy_semaphore(semaphore);
     }
 
-    // --- fence export and import ----------------------------------------------------------
+    // --- raw export and import -------------------------------------------------------------
 
     /// `vkGetFenceFdKHR` as is: the raw fd or the error.
     pub fn get_fence_fd(
@@ -356,18 +341,6 @@ impl FdDevice {
         let info = vk::FenceGetFdInfoKHR::default().fence(fence).handle_type(handle_type);
         // SAFETY: a fence of this device (or a deliberately bad one on routes that tolerate it).
         unsafe { self.fence_fd.get_fence_fd(&info) }
-    }
-
-    /// Exports a fence; the fd must be valid (`>= 0`, or `-1` for SYNC_FD only).
-    pub fn export_fence(&self, fence: vk::Fence, handle_type: FdHandleType) -> ExportedFd {
-        let raw = self.get_fence_fd(fence, handle_type.fence_bit()).unwrap_or_else(|e| {
-            panic!(
-                "vkGetFenceFdKHR({}): {e}; messages: {:?}",
-                handle_type.name(),
-                self.log().snapshot()
-            )
-        });
-        own_exported(raw, handle_type)
     }
 
     /// `vkImportFenceFdKHR` with a raw fd, as is. The caller keeps track of who owns `fd`.
@@ -387,51 +360,6 @@ impl FdDevice {
         crate::context::code(unsafe { self.fence_fd.import_fence_fd(&info) })
     }
 
-    /// Imports `fd` into `fence`; on success the driver owns the fd, on failure it comes back.
-    pub fn try_import_fence(
-        &self,
-        fence: vk::Fence,
-        handle_type: FdHandleType,
-        flags: vk::FenceImportFlags,
-        fd: ExportedFd,
-    ) -> Result<(), ImportFailed> {
-        let raw = raw_fd(&fd);
-        match self.import_fence_raw(fence, handle_type.fence_bit(), flags, raw) {
-            vk::Result::SUCCESS => {
-                // The driver owns it now.
-                let _ = fd.map(IntoRawFd::into_raw_fd);
-                Ok(())
-            }
-            result => Err(ImportFailed { result, fd }),
-        }
-    }
-
-    /// Imports `fd` into `fence` and panics if that fails.
-    pub fn import_fence(&self, fence: vk::Fence, handle_type: FdHandleType, permanence: Permanence, fd: ExportedFd) {
-        if let Err(e) = self.try_import_fence(fence, handle_type, permanence.fence_flags(), fd) {
-            panic!(
-                "vkImportFenceFdKHR({}, {permanence:?}): {}; messages: {:?}",
-                handle_type.name(),
-                e.result,
-                self.log().snapshot()
-            );
-        }
-    }
-
-    /// A plain fence (tracked by the `TestDevice`) with `fd` imported into it.
-    pub fn create_and_import_fence(
-        &self,
-        handle_type: FdHandleType,
-        permanence: Permanence,
-        fd: ExportedFd,
-    ) -> vk::Fence {
-        let fence = self.fence(false);
-        self.import_fence(fence, handle_type, permanence, fd);
-        fence
-    }
-
-    // --- semaphore export and import ------------------------------------------------------
-
     /// `vkGetSemaphoreFdKHR` as is.
     pub fn get_semaphore_fd(
         &self,
@@ -443,20 +371,6 @@ impl FdDevice {
             .handle_type(handle_type);
         // SAFETY: a semaphore of this device.
         unsafe { self.semaphore_fd.get_semaphore_fd(&info) }
-    }
-
-    /// Exports a semaphore; the fd must be valid (`>= 0`, or `-1` for SYNC_FD only).
-    pub fn export_semaphore(&self, semaphore: vk::Semaphore, handle_type: FdHandleType) -> ExportedFd {
-        let raw = self
-            .get_semaphore_fd(semaphore, handle_type.semaphore_bit())
-            .unwrap_or_else(|e| {
-                panic!(
-                    "vkGetSemaphoreFdKHR({}): {e}; messages: {:?}",
-                    handle_type.name(),
-                    self.log().snapshot()
-                )
-            });
-        own_exported(raw, handle_type)
     }
 
     /// `vkImportSemaphoreFdKHR` with a raw fd, as is.
@@ -476,16 +390,30 @@ impl FdDevice {
         crate::context::code(unsafe { self.semaphore_fd.import_semaphore_fd(&info) })
     }
 
-    /// Imports `fd` into `semaphore`; on success the driver owns the fd, on failure it comes back.
-    pub fn try_import_semaphore(
+    // --- export and import of either kind ---------------------------------------------------
+
+    /// Exports an object of kind `K`; the fd must be valid (`>= 0`, or `-1` for SYNC_FD only).
+    pub fn export<K: SyncKind>(&self, object: K::Object, handle_type: FdHandleType) -> ExportedFd {
+        let raw = K::get_fd(self, object, K::fd_bit(handle_type)).unwrap_or_else(|e| {
+            panic!(
+                "{}({}): {e}; messages: {}",
+                K::GET_FD,
+                handle_type.name(),
+                self.messages()
+            )
+        });
+        own_exported(raw, handle_type)
+    }
+
+    /// Imports `fd` into `object`; on success the driver owns the fd, on failure it comes back.
+    pub fn try_import<K: SyncKind>(
         &self,
-        semaphore: vk::Semaphore,
+        object: K::Object,
         handle_type: FdHandleType,
-        flags: vk::SemaphoreImportFlags,
+        flags: K::ImportFlags,
         fd: ExportedFd,
     ) -> Result<(), ImportFailed> {
-        let raw = raw_fd(&fd);
-        match self.import_semaphore_raw(semaphore, handle_type.semaphore_bit(), flags, raw) {
+        match K::import_fd_raw(self, object, K::fd_bit(handle_type), flags, raw_fd(&fd)) {
             vk::Result::SUCCESS => {
                 // The driver owns it now.
                 let _ = fd.map(IntoRawFd::into_raw_fd);
@@ -495,7 +423,103 @@ impl FdDevice {
         }
     }
 
-    /// Imports `fd` into `semaphore` and panics if that fails.
+    /// Imports `fd` into `object` and panics if that fails.
+    pub fn import<K: SyncKind>(
+        &self,
+        object: K::Object,
+        handle_type: FdHandleType,
+        permanence: Permanence,
+        fd: ExportedFd,
+    ) {
+        if let Err(e) = self.try_import::<K>(object, handle_type, K::import_flags(permanence), fd) {
+            panic!(
+                "{}({}, {permanence:?}): {}; messages: {}",
+                K::IMPORT_FD,
+                handle_type.name(),
+                e.result,
+                self.messages()
+            );
+        }
+    }
+
+    /// A plain object (tracked by the `TestDevice`) with `fd` imported into it.
+    pub fn create_and_import<K: SyncKind>(
+        &self,
+        handle_type: FdHandleType,
+        permanence: Permanence,
+        fd: ExportedFd,
+    ) -> K::Object {
+        let object = K::create(self);
+        self.import::<K>(object, handle_type, permanence, fd);
+        object
+    }
+
+    /// Exports `object` while a signal of it is pending (see
+    /// [`TestDevice::while_signal_pending`]).
+    ///
+    /// The CTS accepts `-1` from a COPY export only when the object was already signaled; here
+    /// it never is (the gate holds the signal back), so the export must return a real fd.
+    pub fn signal_and_export_while_pending<K: SyncKind>(
+        &self,
+        object: K::Object,
+        handle_type: FdHandleType,
+    ) -> ExportedFd {
+        let fd = self.while_signal_pending::<K, _>(object, || self.export::<K>(object, handle_type));
+        assert!(
+            fd.is_some(),
+            "exporting a {} whose signal is pending returned -1",
+            K::NAME
+        );
+        fd
+    }
+
+    // --- the same by name, for each kind ----------------------------------------------------
+
+    pub fn export_fence(&self, fence: vk::Fence, handle_type: FdHandleType) -> ExportedFd {
+        self.export::<Fence>(fence, handle_type)
+    }
+
+    pub fn try_import_fence(
+        &self,
+        fence: vk::Fence,
+        handle_type: FdHandleType,
+        flags: vk::FenceImportFlags,
+        fd: ExportedFd,
+    ) -> Result<(), ImportFailed> {
+        self.try_import::<Fence>(fence, handle_type, flags, fd)
+    }
+
+    pub fn import_fence(&self, fence: vk::Fence, handle_type: FdHandleType, permanence: Permanence, fd: ExportedFd) {
+        self.import::<Fence>(fence, handle_type, permanence, fd);
+    }
+
+    pub fn create_and_import_fence(
+        &self,
+        handle_type: FdHandleType,
+        permanence: Permanence,
+        fd: ExportedFd,
+    ) -> vk::Fence {
+        self.create_and_import::<Fence>(handle_type, permanence, fd)
+    }
+
+    pub fn signal_fence_and_export_while_pending(&self, fence: vk::Fence, handle_type: FdHandleType) -> ExportedFd {
+        self.signal_and_export_while_pending::<Fence>(fence, handle_type)
+    }
+
+    pub fn export_semaphore(&self, semaphore: vk::Semaphore, handle_type: FdHandleType) -> ExportedFd {
+        self.export::<BinarySemaphore>(semaphore, handle_type)
+    }
+
+    pub fn try_import_semaphore(
+        &self,
+        semaphore: vk::Semaphore,
+        handle_type: FdHandleType,
+        flags: vk::SemaphoreImportFlags,
+        fd: ExportedFd,
+    ) -> Result<(), ImportFailed> {
+        self.try_import::<BinarySemaphore>(semaphore, handle_type, flags, fd)
+    }
+
     pub fn import_semaphore(
         &self,
         semaphore: vk::Semaphore,
@@ -503,152 +527,24 @@ impl FdDevice {
         permanence: Permanence,
         fd: ExportedFd,
     ) {
-        if let Err(e) = self.try_import_semaphore(semaphore, handle_type, permanence.semaphore_flags(), fd) {
-            panic!(
-                "vkImportSemaphoreFdKHR({}, {permanence:?}): {}; messages: {:?}",
-                handle_type.name(),
-                e.result,
-                self.log().snapshot()
-            );
-        }
+        self.import::<BinarySemaphore>(semaphore, handle_type, permanence, fd);
     }
 
-    /// A plain binary semaphore (tracked by the `TestDevice`) with `fd` imported into it.
     pub fn create_and_import_semaphore(
         &self,
         handle_type: FdHandleType,
         permanence: Permanence,
         fd: ExportedFd,
     ) -> vk::Semaphore {
-        let semaphore = self.binary_semaphore();
-        self.import_semaphore(semaphore, handle_type, permanence, fd);
-        semaphore
+        self.create_and_import::<BinarySemaphore>(handle_type, permanence, fd)
     }
 
-    // --- the CTS's submits and waits -------------------------------------------------------
-
-    /// `submitEmptySignal` for a fence: an empty submit on queue 0 that signals it.
-    pub fn submit_signal_fence(&self, fence: vk::Fence) {
-        let result = self.submit(0, &[], fence);
-        assert_eq!(
-            result,
-            vk::Result::SUCCESS,
-            "vkQueueSubmit signaling a fence; messages: {:?}",
-            self.log().snapshot()
-        );
-    }
-
-    /// `submitEmptySignal` for a binary semaphore.
-    pub fn submit_signal_semaphore(&self, semaphore: vk::Semaphore) {
-        let result = self.submit(0, &[Batch::new().signal(semaphore, 0)], vk::Fence::null());
-        assert_eq!(
-            result,
-            vk::Result::SUCCESS,
-            "vkQueueSubmit signaling a semaphore; messages: {:?}",
-            self.log().snapshot()
-        );
-    }
-
-    /// `submitEmptyWait`: an empty submit that waits on a binary semaphore at ALL_COMMANDS.
-    pub fn submit_wait_semaphore(&self, semaphore: vk::Semaphore) {
-        let result = self.submit(0, &[Batch::new().wait(semaphore, 0)], vk::Fence::null());
-        assert_eq!(
-            result,
-            vk::Result::SUCCESS,
-            "vkQueueSubmit waiting on a semaphore; messages: {:?}",
-            self.log().snapshot()
-        );
-    }
-
-    /// `vkWaitForFences(fence)` that must succeed within [`LONG_NS`].
-    pub fn wait_fence(&self, fence: vk::Fence) {
-        let result = self.wait_fences(&[fence], true, LONG_NS);
-        assert_eq!(result, vk::Result::SUCCESS, "vkWaitForFences: the fence never signaled");
-    }
-
-    /// `vkQueueWaitIdle(queue 0)`, bounded: a fence submitted after everything else must signal
-    /// within [`LONG_NS`] first, so work that never completes fails the test instead of hanging.
-    pub fn idle(&self) {
-        let fence = self.fence(false);
-        self.submit_signal_fence(fence);
-        let finished = self.wait_fences(&[fence], true, LONG_NS);
-        self.destroy_fence(fence);
-        assert_eq!(
-            finished,
-            vk::Result::SUCCESS,
-            "queue 0 never went idle (work blocked forever)"
-        );
-        assert_eq!(self.queue_wait_idle(0), vk::Result::SUCCESS, "vkQueueWaitIdle");
-    }
-
-    /// A private timeline semaphore at 0 that holds back work waiting on value 1 until
-    /// [`FdDevice::open_gate`].
-    pub fn gate(&self) -> vk::Semaphore {
-        self.timeline_semaphore(0)
-    }
-
-    /// Lets the work held back by `gate` run (host signal of value 1).
-    pub fn open_gate(&self, gate: vk::Semaphore) {
-        assert_eq!(self.signal(gate, 1), vk::Result::SUCCESS, "vkSignalSemaphore (gate)");
-    }
-
-    /// The CTS's `submitAtomicCalculationsAndGetFenceNative`, with a host-held gate instead of
-    /// the timed compute job: submit [wait gate = 1] → signal `fence`; export while that is
-    /// pending; open the gate; bounded `vkQueueWaitIdle`.
-    ///
-    /// The CTS accepts `-1` from a COPY export only when the object was already signaled; here
-    /// it never is (the gate holds the signal back), so the export must return a real fd.
-    pub fn signal_fence_and_export_while_pending(&self, fence: vk::Fence, handle_type: FdHandleType) -> ExportedFd {
-        let gate = self.gate();
-        let result = self.submit(0, &[Batch::new().wait(gate, 1)], fence);
-        assert_eq!(result, vk::Result::SUCCESS, "vkQueueSubmit (gated fence signal)");
-        let fd = self.export_fence(fence, handle_type);
-        self.open_gate(gate);
-        self.idle();
-        self.destroy_semaphore(gate);
-        assert!(fd.is_some(), "exporting a fence whose signal is pending returned -1");
-        fd
-    }
-
-    /// The semaphore counterpart: submit [wait gate = 1] → signal `semaphore`; export while
-    /// pending; open the gate; bounded `vkQueueWaitIdle`.
     pub fn signal_semaphore_and_export_while_pending(
         &self,
         semaphore: vk::Semaphore,
         handle_type: FdHandleType,
     ) -> ExportedFd {
-        let gate = self.gate();
-        let batch = Batch::new().wait(gate, 1).signal(semaphore, 0);
-        let result = self.submit(0, &[batch], vk::Fence::null());
-        assert_eq!(result, vk::Result::SUCCESS, "vkQueueSubmit (gated semaphore signal)");
-        let fd = self.export_semaphore(semaphore, handle_type);
-        self.open_gate(gate);
-        self.idle();
-        self.destroy_semaphore(gate);
-        assert!(
-            fd.is_some(),
-            "exporting a semaphore whose signal is pending returned -1"
-        );
-        fd
-    }
-}
-
-impl Drop for FdDevice {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            assert_eq!(self.device_wait_idle(), vk::Result::SUCCESS, "vkDeviceWaitIdle");
-        }
-        let exportables = std::mem::take(&mut *lock(&self.exportables));
-        // SAFETY: objects of this device, each destroyed once; the device is idle (or the test
-        // failed, and the driver must cope with destruction while work is blocked).
-        unsafe {
-            for fence in exportables.fences {
-                self.device.destroy_fence(fence, None);
-            }
-            for semaphore in exportables.semaphores {
-                self.device.destroy_semaphore(semaphore, None);
-            }
-        }
+        self.signal_and_export_while_pending::<BinarySemaphore>(semaphore, handle_type)
     }
 }
 

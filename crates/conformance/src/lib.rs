@@ -58,9 +58,11 @@
 //! | `TETHER_TEST_WATCHDOG_S` | end the binary after this many seconds (default 120; 0: never) |
 
 pub mod context;
+pub mod cts;
 pub mod external;
 pub mod harness;
 pub mod json;
+pub mod kind;
 pub mod limits;
 pub mod win32;
 

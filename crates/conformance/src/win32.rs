@@ -23,7 +23,7 @@
 //! * fd plumbing: counting the fds open on one file (robust against other threads), fd flags,
 //!   UTF-16 names, child processes with captured output.
 //!
-//! Every wait here is bounded ([`LONG_NS`]): a driver bug fails the test instead of hanging it.
+//! Every wait here is bounded ([`crate::context::LONG_NS`]): a driver bug fails the test instead of hanging it.
 
 use std::ffi::{CStr, OsString, c_void};
 use std::io::Read;
@@ -32,14 +32,15 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use ash::vk;
 
-use crate::context::{Batch, LONG_NS, Options, TestDevice, code};
+use crate::context::{Options, TestDevice, code};
 use crate::harness::{self, Role, Route, Target, Test};
+use crate::kind::{BinarySemaphore, Fence, SyncKind};
 
 pub use crate::external::{Permanence, Transference};
 
@@ -316,20 +317,11 @@ pub fn unique_name(tag: &str) -> String {
     )
 }
 
-/// The exportable objects a [`Win32Device`] made (the [`TestDevice`] tracks only its own).
-#[derive(Default)]
-struct Exportables {
-    fences: Vec<vk::Fence>,
-    semaphores: Vec<vk::Semaphore>,
-}
-
 /// A [`TestDevice`] with `VK_KHR_external_fence_win32` and `VK_KHR_external_semaphore_win32`.
-/// It dereferences to the `TestDevice`; its exportable objects are destroyed before the device.
+/// It dereferences to the `TestDevice`, which also tracks (and destroys) its exportable objects.
 pub struct Win32Device {
-    exportables: Mutex<Exportables>,
     pub fence_win32: ash::khr::external_fence_win32::Device,
     pub semaphore_win32: ash::khr::external_semaphore_win32::Device,
-    /// Declared last: dropped after the exportable objects.
     pub dev: TestDevice,
 }
 
@@ -338,10 +330,6 @@ impl Deref for Win32Device {
     fn deref(&self) -> &TestDevice {
         &self.dev
     }
-}
-
-fn lock(m: &Mutex<Exportables>) -> MutexGuard<'_, Exportables> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Win32Device {
@@ -366,17 +354,10 @@ impl Win32Device {
         let semaphore_win32 = ash::khr::external_semaphore_win32::Device::new(&dev.inst.instance, &dev.device);
         drop(held);
         Win32Device {
-            exportables: Mutex::new(Exportables::default()),
             fence_win32,
             semaphore_win32,
             dev,
         }
-    }
-
-    /// The messages so far, for assertion texts.
-    pub fn messages(&self) -> String {
-        let list: Vec<String> = self.log().snapshot().iter().map(ToString::to_string).collect();
-        format!("[{}]", list.join("; "))
     }
 
     // --- exportable objects ---------------------------------------------------------------
@@ -400,13 +381,11 @@ impl Win32Device {
         }
         // SAFETY: a live device; `info`'s chain and what it points to outlive the call.
         let fence = unsafe { self.device.create_fence(&info, None) }?;
-        lock(&self.exportables).fences.push(fence);
-        Ok(fence)
+        Ok(self.track_fence(fence))
     }
 
     pub fn exportable_fence(&self, handle_types: vk::ExternalFenceHandleTypeFlags) -> vk::Fence {
-        self.try_exportable_fence(handle_types, None)
-            .unwrap_or_else(|e| panic!("vkCreateFence (exportable): {e}; messages: {}", self.messages()))
+        Fence::exportable_win32(self, handle_types, None)
     }
 
     pub fn exportable_fence_with(
@@ -414,13 +393,7 @@ impl Win32Device {
         handle_types: vk::ExternalFenceHandleTypeFlags,
         attrs: &ExportAttributes,
     ) -> vk::Fence {
-        self.try_exportable_fence(handle_types, Some(attrs))
-            .unwrap_or_else(|e| {
-                panic!(
-                    "vkCreateFence (exportable, {attrs:?}): {e}; messages: {}",
-                    self.messages()
-                )
-            })
+        Fence::exportable_win32(self, handle_types, Some(attrs))
     }
 
     /// A semaphore of `semaphore_type` (timeline: with `initial_value`) with
@@ -451,19 +424,12 @@ impl Win32Device {
         }
         // SAFETY: a live device; `info`'s chain and what it points to outlive the call.
         let semaphore = unsafe { self.device.create_semaphore(&info, None) }?;
-        lock(&self.exportables).semaphores.push(semaphore);
-        Ok(semaphore)
+        Ok(self.track_semaphore(semaphore))
     }
 
     /// An exportable binary semaphore.
     pub fn exportable_semaphore(&self, handle_types: vk::ExternalSemaphoreHandleTypeFlags) -> vk::Semaphore {
-        self.try_exportable_semaphore(handle_types, vk::SemaphoreType::BINARY, 0, None)
-            .unwrap_or_else(|e| {
-                panic!(
-                    "vkCreateSemaphore (exportable binary): {e}; messages: {}",
-                    self.messages()
-                )
-            })
+        BinarySemaphore::exportable_win32(self, handle_types, None)
     }
 
     /// An exportable binary semaphore with Win32 export attributes.
@@ -472,13 +438,7 @@ impl Win32Device {
         handle_types: vk::ExternalSemaphoreHandleTypeFlags,
         attrs: &ExportAttributes,
     ) -> vk::Semaphore {
-        self.try_exportable_semaphore(handle_types, vk::SemaphoreType::BINARY, 0, Some(attrs))
-            .unwrap_or_else(|e| {
-                panic!(
-                    "vkCreateSemaphore (exportable binary, {attrs:?}): {e}; messages: {}",
-                    self.messages()
-                )
-            })
+        BinarySemaphore::exportable_win32(self, handle_types, Some(attrs))
     }
 
     /// An exportable timeline semaphore (with Win32 export attributes when given).
@@ -497,21 +457,23 @@ impl Win32Device {
             })
     }
 
+    /// An unsignaled object of kind `K` exportable as `handle_type` (with Win32 export
+    /// attributes when given).
+    pub fn exportable<K: SyncKind>(&self, handle_type: Win32HandleType, attrs: Option<&ExportAttributes>) -> K::Object {
+        K::exportable_win32(self, K::win32_bit(handle_type), attrs)
+    }
+
     /// Destroys an exportable fence made here.
     pub fn destroy_exportable_fence(&self, fence: vk::Fence) {
-        lock(&self.exportables).fences.retain(|f| *f != fence);
-        // SAFETY: a fence of this device, destroyed once; the caller knows its work is complete.
-        unsafe { self.device.destroy_fence(fence, None) };
+        self.destroy_fence(fence);
     }
 
     /// Destroys an exportable semaphore made here.
     pub fn destroy_exportable_semaphore(&self, semaphore: vk::Semaphore) {
-        lock(&self.exportables).semaphores.retain(|s| *s != semaphore);
-        // SAFETY: a semaphore of this device, destroyed once; the caller knows its work is complete.
-        unsafe { self.device.destroy_semaphore(semaphore, None) };
+        self.destroy_semaphore(semaphore);
     }
 
-    // --- fence export and import ----------------------------------------------------------
+    // --- raw export and import -------------------------------------------------------------
 
     /// `vkGetFenceWin32HandleKHR` as is: the raw value or the error.
     pub fn get_fence_win32(
@@ -524,20 +486,6 @@ impl Win32Device {
             .handle_type(handle_type);
         // SAFETY: a fence of this device.
         unsafe { self.fence_win32.get_fence_win32_handle(&info) }
-    }
-
-    /// Exports a fence; the value must be a valid handle of the type.
-    pub fn export_fence(&self, fence: vk::Fence, handle_type: Win32HandleType) -> NativeHandle {
-        let raw = self
-            .get_fence_win32(fence, handle_type.fence_bit())
-            .unwrap_or_else(|e| {
-                panic!(
-                    "vkGetFenceWin32HandleKHR({}): {e}; messages: {}",
-                    handle_type.name(),
-                    self.messages()
-                )
-            });
-        NativeHandle::from_exported(raw, handle_type)
     }
 
     /// `vkImportFenceWin32HandleKHR` as is. Never takes ownership of `handle`.
@@ -559,43 +507,6 @@ impl Win32Device {
         code(unsafe { self.fence_win32.import_fence_win32_handle(&info) })
     }
 
-    /// Imports `handle` into `fence` and panics if that fails.
-    pub fn import_fence(
-        &self,
-        fence: vk::Fence,
-        handle_type: Win32HandleType,
-        permanence: Permanence,
-        handle: &NativeHandle,
-    ) {
-        let result = self.import_fence_raw(
-            fence,
-            handle_type.fence_bit(),
-            permanence.fence_flags(),
-            handle.raw(),
-            std::ptr::null(),
-        );
-        assert_eq!(
-            result,
-            vk::Result::SUCCESS,
-            "vkImportFenceWin32HandleKHR({}, {permanence:?}, {:#x}); messages: {}",
-            handle_type.name(),
-            handle.raw(),
-            self.messages()
-        );
-    }
-
-    /// A plain fence (tracked by the `TestDevice`) with `handle` imported into it.
-    pub fn create_and_import_fence(
-        &self,
-        handle_type: Win32HandleType,
-        permanence: Permanence,
-        handle: &NativeHandle,
-    ) -> vk::Fence {
-        let fence = self.fence(false);
-        self.import_fence(fence, handle_type, permanence, handle);
-        fence
-    }
-
     /// `vkImportFenceWin32HandleKHR` by name (OPAQUE_WIN32, handle NULL): `name` without NUL.
     pub fn import_fence_by_name(&self, fence: vk::Fence, flags: vk::FenceImportFlags, name: &[u16]) -> vk::Result {
         let name = nul_terminated(name);
@@ -608,8 +519,6 @@ impl Win32Device {
         )
     }
 
-    // --- semaphore export and import ------------------------------------------------------
-
     /// `vkGetSemaphoreWin32HandleKHR` as is.
     pub fn get_semaphore_win32(
         &self,
@@ -621,20 +530,6 @@ impl Win32Device {
             .handle_type(handle_type);
         // SAFETY: a semaphore of this device.
         unsafe { self.semaphore_win32.get_semaphore_win32_handle(&info) }
-    }
-
-    /// Exports a semaphore; the value must be a valid handle of the type.
-    pub fn export_semaphore(&self, semaphore: vk::Semaphore, handle_type: Win32HandleType) -> NativeHandle {
-        let raw = self
-            .get_semaphore_win32(semaphore, handle_type.semaphore_bit())
-            .unwrap_or_else(|e| {
-                panic!(
-                    "vkGetSemaphoreWin32HandleKHR({}): {e}; messages: {}",
-                    handle_type.name(),
-                    self.messages()
-                )
-            });
-        NativeHandle::from_exported(raw, handle_type)
     }
 
     /// `vkImportSemaphoreWin32HandleKHR` as is. Never takes ownership of `handle`.
@@ -656,43 +551,6 @@ impl Win32Device {
         code(unsafe { self.semaphore_win32.import_semaphore_win32_handle(&info) })
     }
 
-    /// Imports `handle` into `semaphore` and panics if that fails.
-    pub fn import_semaphore(
-        &self,
-        semaphore: vk::Semaphore,
-        handle_type: Win32HandleType,
-        permanence: Permanence,
-        handle: &NativeHandle,
-    ) {
-        let result = self.import_semaphore_raw(
-            semaphore,
-            handle_type.semaphore_bit(),
-            permanence.semaphore_flags(),
-            handle.raw(),
-            std::ptr::null(),
-        );
-        assert_eq!(
-            result,
-            vk::Result::SUCCESS,
-            "vkImportSemaphoreWin32HandleKHR({}, {permanence:?}, {:#x}); messages: {}",
-            handle_type.name(),
-            handle.raw(),
-            self.messages()
-        );
-    }
-
-    /// A plain binary semaphore (tracked by the `TestDevice`) with `handle` imported into it.
-    pub fn create_and_import_semaphore(
-        &self,
-        handle_type: Win32HandleType,
-        permanence: Permanence,
-        handle: &NativeHandle,
-    ) -> vk::Semaphore {
-        let semaphore = self.binary_semaphore();
-        self.import_semaphore(semaphore, handle_type, permanence, handle);
-        semaphore
-    }
-
     /// `vkImportSemaphoreWin32HandleKHR` by name (handle NULL): `name` without NUL.
     pub fn import_semaphore_by_name(
         &self,
@@ -705,120 +563,135 @@ impl Win32Device {
         self.import_semaphore_raw(semaphore, handle_type, flags, 0, name.as_ptr())
     }
 
-    // --- the CTS's submits and waits -------------------------------------------------------
+    // --- export and import of either kind ---------------------------------------------------
 
-    /// `submitEmptySignal` for a fence: an empty submit on queue 0 that signals it.
-    pub fn submit_signal_fence(&self, fence: vk::Fence) {
-        let result = self.submit(0, &[], fence);
+    /// Exports an object of kind `K`; the value must be a valid handle of the type.
+    pub fn export<K: SyncKind>(&self, object: K::Object, handle_type: Win32HandleType) -> NativeHandle {
+        let raw = K::get_win32(self, object, K::win32_bit(handle_type)).unwrap_or_else(|e| {
+            panic!(
+                "{}({}): {e}; messages: {}",
+                K::GET_WIN32,
+                handle_type.name(),
+                self.messages()
+            )
+        });
+        NativeHandle::from_exported(raw, handle_type)
+    }
+
+    /// Imports `handle` into `object` and panics if that fails.
+    pub fn import<K: SyncKind>(
+        &self,
+        object: K::Object,
+        handle_type: Win32HandleType,
+        permanence: Permanence,
+        handle: &NativeHandle,
+    ) {
+        let result = K::import_win32_raw(
+            self,
+            object,
+            K::win32_bit(handle_type),
+            K::import_flags(permanence),
+            handle.raw(),
+            std::ptr::null(),
+        );
         assert_eq!(
             result,
             vk::Result::SUCCESS,
-            "vkQueueSubmit signaling a fence; messages: {}",
+            "{}({}, {permanence:?}, {:#x}); messages: {}",
+            K::IMPORT_WIN32,
+            handle_type.name(),
+            handle.raw(),
             self.messages()
         );
     }
 
-    /// `submitEmptySignal` for a binary semaphore.
-    pub fn submit_signal_semaphore(&self, semaphore: vk::Semaphore) {
-        let result = self.submit(0, &[Batch::new().signal(semaphore, 0)], vk::Fence::null());
-        assert_eq!(
-            result,
-            vk::Result::SUCCESS,
-            "vkQueueSubmit signaling a semaphore; messages: {}",
-            self.messages()
-        );
+    /// A plain object (tracked by the `TestDevice`) with `handle` imported into it.
+    pub fn create_and_import<K: SyncKind>(
+        &self,
+        handle_type: Win32HandleType,
+        permanence: Permanence,
+        handle: &NativeHandle,
+    ) -> K::Object {
+        let object = K::create(self);
+        self.import::<K>(object, handle_type, permanence, handle);
+        object
     }
 
-    /// `submitEmptyWait`: an empty submit that waits on a binary semaphore at ALL_COMMANDS.
-    pub fn submit_wait_semaphore(&self, semaphore: vk::Semaphore) {
-        let result = self.submit(0, &[Batch::new().wait(semaphore, 0)], vk::Fence::null());
-        assert_eq!(
-            result,
-            vk::Result::SUCCESS,
-            "vkQueueSubmit waiting on a semaphore; messages: {}",
-            self.messages()
-        );
+    /// Exports `object` while a signal of it is pending (see
+    /// [`TestDevice::while_signal_pending`]).
+    pub fn signal_and_export_while_pending<K: SyncKind>(
+        &self,
+        object: K::Object,
+        handle_type: Win32HandleType,
+    ) -> NativeHandle {
+        self.while_signal_pending::<K, _>(object, || self.export::<K>(object, handle_type))
     }
 
-    /// `vkWaitForFences(fence)` that must succeed within [`LONG_NS`].
-    pub fn wait_fence(&self, fence: vk::Fence) {
-        let result = self.wait_fences(&[fence], true, LONG_NS);
-        assert_eq!(
-            result,
-            vk::Result::SUCCESS,
-            "vkWaitForFences: the fence never signaled; messages: {}",
-            self.messages()
-        );
+    // --- the same by name, for each kind ----------------------------------------------------
+
+    pub fn export_fence(&self, fence: vk::Fence, handle_type: Win32HandleType) -> NativeHandle {
+        self.export::<Fence>(fence, handle_type)
     }
 
-    /// `vkQueueWaitIdle(queue 0)`, bounded: a fence submitted after everything else must signal
-    /// within [`LONG_NS`] first, so work that never completes fails the test instead of hanging.
-    pub fn idle(&self) {
-        let fence = self.fence(false);
-        self.submit_signal_fence(fence);
-        let finished = self.wait_fences(&[fence], true, LONG_NS);
-        self.destroy_fence(fence);
-        assert_eq!(
-            finished,
-            vk::Result::SUCCESS,
-            "queue 0 never went idle (work blocked forever); messages: {}",
-            self.messages()
-        );
-        assert_eq!(self.queue_wait_idle(0), vk::Result::SUCCESS, "vkQueueWaitIdle");
+    pub fn import_fence(
+        &self,
+        fence: vk::Fence,
+        handle_type: Win32HandleType,
+        permanence: Permanence,
+        handle: &NativeHandle,
+    ) {
+        self.import::<Fence>(fence, handle_type, permanence, handle);
     }
 
-    /// A private timeline semaphore at 0 that holds back work waiting on value 1 until
-    /// [`Win32Device::open_gate`].
-    pub fn gate(&self) -> vk::Semaphore {
-        self.timeline_semaphore(0)
+    pub fn create_and_import_fence(
+        &self,
+        handle_type: Win32HandleType,
+        permanence: Permanence,
+        handle: &NativeHandle,
+    ) -> vk::Fence {
+        self.create_and_import::<Fence>(handle_type, permanence, handle)
     }
 
-    /// Lets the work held back by `gate` run (host signal of value 1).
-    pub fn open_gate(&self, gate: vk::Semaphore) {
-        assert_eq!(self.signal(gate, 1), vk::Result::SUCCESS, "vkSignalSemaphore (gate)");
-    }
-
-    /// The CTS's `submitAtomicCalculationsAndGetFenceNative` with a host-held gate instead of
-    /// the timed compute job: submit [wait gate = 1] → signal `fence`; export while pending; open
-    /// the gate; bounded `vkQueueWaitIdle`.
     pub fn signal_fence_and_export_while_pending(
         &self,
         fence: vk::Fence,
         handle_type: Win32HandleType,
     ) -> NativeHandle {
-        let gate = self.gate();
-        let result = self.submit(0, &[Batch::new().wait(gate, 1)], fence);
-        assert_eq!(result, vk::Result::SUCCESS, "vkQueueSubmit (gated fence signal)");
-        assert_eq!(
-            self.fence_status(fence),
-            vk::Result::NOT_READY,
-            "the gated fence signaled early"
-        );
-        let handle = self.export_fence(fence, handle_type);
-        self.open_gate(gate);
-        self.idle();
-        self.destroy_semaphore(gate);
-        handle
+        self.signal_and_export_while_pending::<Fence>(fence, handle_type)
     }
 
-    /// The semaphore counterpart: submit [wait gate = 1] → signal `semaphore`; export while
-    /// pending; open the gate; bounded `vkQueueWaitIdle`.
+    pub fn export_semaphore(&self, semaphore: vk::Semaphore, handle_type: Win32HandleType) -> NativeHandle {
+        self.export::<BinarySemaphore>(semaphore, handle_type)
+    }
+
+    pub fn import_semaphore(
+        &self,
+        semaphore: vk::Semaphore,
+        handle_type: Win32HandleType,
+        permanence: Permanence,
+        handle: &NativeHandle,
+    ) {
+        self.import::<BinarySemaphore>(semaphore, handle_type, permanence, handle);
+    }
+
+    pub fn create_and_import_semaphore(
+        &self,
+        handle_type: Win32HandleType,
+        permanence: Permanence,
+        handle: &NativeHandle,
+    ) -> vk::Semaphore {
+        self.create_and_import::<BinarySemaphore>(handle_type, permanence, handle)
+    }
+
     pub fn signal_semaphore_and_export_while_pending(
         &self,
         semaphore: vk::Semaphore,
         handle_type: Win32HandleType,
     ) -> NativeHandle {
-        let gate = self.gate();
-        let batch = Batch::new().wait(gate, 1).signal(semaphore, 0);
-        let result = self.submit(0, &[batch], vk::Fence::null());
-        assert_eq!(result, vk::Result::SUCCESS, "vkQueueSubmit (gated semaphore signal)");
-        let handle = self.export_semaphore(semaphore, handle_type);
-        self.open_gate(gate);
-        self.idle();
-        self.destroy_semaphore(gate);
-        handle
+        self.signal_and_export_while_pending::<BinarySemaphore>(semaphore, handle_type)
     }
 
+    // --- D3D12 ------------------------------------------------------------------------------
     /// One `vkQueueSubmit` batch on queue 0 whose semaphore values come in a chained
     /// `VkD3D12FenceSubmitInfoKHR` (and no `VkTimelineSemaphoreSubmitInfo`), with `fence`.
     pub fn submit_d3d12(
@@ -842,25 +715,6 @@ impl Win32Device {
             .push_next(&mut d3d12);
         // SAFETY: handles of this device; this test is the only user of queue 0 now.
         code(unsafe { self.device.queue_submit(self.queue(0), &[info], fence) })
-    }
-}
-
-impl Drop for Win32Device {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            assert_eq!(self.device_wait_idle(), vk::Result::SUCCESS, "vkDeviceWaitIdle");
-        }
-        let exportables = std::mem::take(&mut *lock(&self.exportables));
-        // SAFETY: objects of this device, each destroyed once; the device is idle (or the test
-        // failed, and the driver must cope with destruction while work is blocked).
-        unsafe {
-            for fence in exportables.fences {
-                self.device.destroy_fence(fence, None);
-            }
-            for semaphore in exportables.semaphores {
-                self.device.destroy_semaphore(semaphore, None);
-            }
-        }
     }
 }
 
