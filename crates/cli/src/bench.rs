@@ -36,10 +36,11 @@ use rustix::thread::futex;
 #[path = "bench_scale.rs"]
 mod scale;
 
-use crate::external::{SecurityAttributes, SemaphoreKind, Win32Export, wide};
+use crate::external::SemaphoreKind;
 use crate::peer::{ParentLink, Peer, inheritable, parse_list, pin_to};
 use crate::stats::{Summary, nanos};
 use crate::vulkan::{self, Choice, TetherDevice};
+use tether::{ExportOptions, HandleType, HandleTypes};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -888,18 +889,11 @@ fn share_with_child(
 
 /// Semaphores exportable the way `import` needs (NT handles: inheritable).
 fn exportable_for(td: &TetherDevice, kind: SemaphoreKind, import: ImportAs) -> Result<vk::Semaphore, String> {
-    let inherit = SecurityAttributes::inheritable();
-    match import {
-        ImportAs::Nt => td.create_exportable_semaphore(
-            kind,
-            vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32,
-            Some(Win32Export {
-                attributes: Some(&inherit),
-                name: None,
-            }),
-        ),
-        ImportAs::Fd => td.create_exportable_semaphore(kind, vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD, None),
-    }
+    let options = match import {
+        ImportAs::Nt => ExportOptions::new(HandleType::OpaqueWin32).inheritable(true),
+        ImportAs::Fd => ExportOptions::new(HandleType::OpaqueFd),
+    };
+    td.create_exportable_semaphore(kind, &options)
 }
 
 /// Fails with the child's status when it has exited, else with `what`.
@@ -1122,7 +1116,7 @@ fn dup_close(cx: &Context<'_>) -> Result<Vec<u64>, String> {
 fn export_semaphore_opaque_fd(cx: &Context<'_>) -> Result<Vec<u64>, String> {
     let td = cx.device()?;
     let ty = vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD;
-    let s = td.create_exportable_semaphore(SemaphoreKind::Binary, ty, None)?;
+    let s = td.create_exportable_semaphore(SemaphoreKind::Binary, &ExportOptions::new(HandleType::OpaqueFd))?;
     let r = timed(
         cx.plan.total(),
         |_| Ok(()),
@@ -1136,7 +1130,7 @@ fn export_semaphore_opaque_fd(cx: &Context<'_>) -> Result<Vec<u64>, String> {
 fn export_fence_opaque_fd(cx: &Context<'_>) -> Result<Vec<u64>, String> {
     let td = cx.device()?;
     let ty = vk::ExternalFenceHandleTypeFlags::OPAQUE_FD;
-    let f = td.create_exportable_fence(ty, None)?;
+    let f = td.create_exportable_fence(&ExportOptions::new(HandleType::OpaqueFd))?;
     let r = timed(
         cx.plan.total(),
         |_| Ok(()),
@@ -1155,12 +1149,14 @@ fn export_first(cx: &Context<'_>, ty: vk::ExternalSemaphoreHandleTypeFlags, name
     timed(
         cx.plan.total(),
         |i| {
-            let name = named.then(|| wide(&format!("Local\\tether-bench-{pid}-{i}")));
-            let export = name.as_deref().map(|n| Win32Export {
-                attributes: None,
-                name: Some(n),
-            });
-            td.create_exportable_semaphore(SemaphoreKind::Binary, ty, export)
+            let mut options = ExportOptions::new(HandleTypes::from_semaphore_flags(ty));
+            if named {
+                let name = format!("Local\\tether-bench-{pid}-{i}")
+                    .parse()
+                    .map_err(|e| format!("{e}"))?;
+                options = options.name(name);
+            }
+            td.create_exportable_semaphore(SemaphoreKind::Binary, &options)
         },
         |&mut s| {
             let handle = td.export_semaphore_win32(s, ty)?;
@@ -1283,7 +1279,10 @@ fn import_opaque_fd_repeat(cx: &Context<'_>) -> Result<Vec<u64>, String> {
     let td = cx.device()?;
     let ty = vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD;
     let mut owned = Semaphores::new(td);
-    let source = owned.add(td.create_exportable_semaphore(SemaphoreKind::Binary, ty, None))?;
+    let source = owned.add(td.create_exportable_semaphore(
+        SemaphoreKind::Binary,
+        &ExportOptions::new(HandleTypes::from_semaphore_flags(ty)),
+    ))?;
     let target = owned.add(td.create_import_target(SemaphoreKind::Binary))?;
     let fd = td.export_semaphore_fd(source, ty)?;
     timed(
@@ -1302,7 +1301,10 @@ fn import_win32_nt_repeat(cx: &Context<'_>) -> Result<Vec<u64>, String> {
     let td = cx.device()?;
     let ty = vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32;
     let mut owned = Semaphores::new(td);
-    let source = owned.add(td.create_exportable_semaphore(SemaphoreKind::Binary, ty, None))?;
+    let source = owned.add(td.create_exportable_semaphore(
+        SemaphoreKind::Binary,
+        &ExportOptions::new(HandleTypes::from_semaphore_flags(ty)),
+    ))?;
     let target = owned.add(td.create_import_target(SemaphoreKind::Binary))?;
     let handle = td.export_semaphore_nt(source, ty)?;
     timed(
@@ -1410,7 +1412,7 @@ pub fn run(choice: Choice, args: &BenchArgs) -> Result<(), String> {
         None
     };
     let broker = if selected.iter().any(|m| m.needs == Needs::Broker) {
-        Some(crate::broker::ensure())
+        Some(tether::broker::ensure().map_err(|e| e.to_string()))
     } else {
         None
     };
@@ -1444,7 +1446,7 @@ pub fn run(choice: Choice, args: &BenchArgs) -> Result<(), String> {
         None => {}
     }
     if let Some(td) = &device
-        && !(td.ext.has_fd() && td.ext.has_win32())
+        && td.shared.enabled_extensions() != tether::caps::Extensions::from_names(tether::caps::Extensions::NAMES)
     {
         return Err("the tether device does not offer the fd and Win32 extensions (TETHER_ICD_HANDLES=fd?)".into());
     }

@@ -25,10 +25,11 @@ use super::{
     ChildArgs, Context, ImportAs, PeerKind, Report, SharedPage, Value, WAIT_LIMIT, child_failure, spawn_child,
     spawn_child_with, wait_or_fail,
 };
-use crate::external::{SecurityAttributes, SemaphoreKind, Win32Export};
+use crate::external::SemaphoreKind;
 use crate::peer::{ParentLink, Peer, inheritable};
 use crate::stats::{Summary, nanos};
 use crate::vulkan::{Choice, TetherDevice};
+use tether::{ExportOptions, HandleType};
 
 /// Fences in the wait-any measurements.
 const ANY_FENCES: usize = 1024;
@@ -96,19 +97,13 @@ impl Drop for Fences<'_> {
 
 /// `n` fences exportable as inheritable NT handles.
 fn exportable_fences(td: &TetherDevice, n: usize) -> Result<Fences<'_>, String> {
-    let inherit = SecurityAttributes::inheritable();
+    let options = ExportOptions::new(HandleType::OpaqueWin32).inheritable(true);
     let mut fences = Fences {
         td,
         list: Vec::with_capacity(n),
     };
     for _ in 0..n {
-        fences.list.push(td.create_exportable_fence(
-            vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32,
-            Some(Win32Export {
-                attributes: Some(&inherit),
-                name: None,
-            }),
-        )?);
+        fences.list.push(td.create_exportable_fence(&options)?);
     }
     Ok(fences)
 }
@@ -510,8 +505,9 @@ pub fn timeline_10000_xproc(cx: &Context<'_>) -> Result<Report, String> {
     let (before, heap_before) = (Memory::now()?, heap_in_use());
     let result = (|| {
         let ty = vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32;
+        let options = ExportOptions::new(HandleType::OpaqueWin32);
         for _ in 0..n {
-            semaphores.push(td.create_exportable_semaphore(SemaphoreKind::Timeline, ty, None)?);
+            semaphores.push(td.create_exportable_semaphore(SemaphoreKind::Timeline, &options)?);
         }
         for chunk in semaphores.chunks(HANDLES_PER_MESSAGE) {
             let handles = chunk
@@ -662,16 +658,9 @@ fn wake_waiters(cx: &Context<'_>, processes: usize, threads: usize, raw: bool) -
     let total_rounds = rounds + warmup;
     let waiters = processes * threads;
     let all = u32::try_from(waiters).map_err(|_| "too many waiters")?;
-    let inherit = SecurityAttributes::inheritable();
     let ty = vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32;
-    let semaphore = td.create_exportable_semaphore(
-        SemaphoreKind::Timeline,
-        ty,
-        Some(Win32Export {
-            attributes: Some(&inherit),
-            name: None,
-        }),
-    )?;
+    let options = ExportOptions::new(HandleType::OpaqueWin32).inheritable(true);
+    let semaphore = td.create_exportable_semaphore(SemaphoreKind::Timeline, &options)?;
     let result = (|| {
         let handle = td.export_semaphore_nt(semaphore, ty)?;
         // The payload's own page, mapped here to read its waiter count (offset 76, see

@@ -30,12 +30,11 @@
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
-use ash::vk;
 use clap::Args;
-use tether_handles::NtHandle;
+use tether::{
+    ExportOptions, ExternalFence, ExternalSemaphore, HandleType, Import, KmtHandle, NtHandle, Shareable, Submission,
+};
 
-use crate::broker;
-use crate::external::{SecurityAttributes, SemaphoreKind, Win32Export, wide};
 use crate::peer::{ParentLink, Peer, parse_numbers, pin_to};
 use crate::stats::{Summary, human, nanos};
 use crate::vulkan::{self, Choice, TetherDevice};
@@ -94,19 +93,17 @@ impl Method {
         }
     }
 
-    fn semaphore_type(self) -> vk::ExternalSemaphoreHandleTypeFlags {
+    fn handle_type(self) -> HandleType {
         match self {
-            Method::Nt | Method::Name => vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32,
-            Method::Kmt => vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT,
+            Method::Nt | Method::Name => HandleType::OpaqueWin32,
+            Method::Kmt => HandleType::OpaqueWin32Kmt,
         }
     }
+}
 
-    fn fence_type(self) -> vk::ExternalFenceHandleTypeFlags {
-        match self {
-            Method::Nt | Method::Name => vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32,
-            Method::Kmt => vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT,
-        }
-    }
+/// A `tether` error as the demo's error text.
+fn text(e: tether::Error) -> String {
+    e.to_string()
 }
 
 /// The object names for a prefix.
@@ -118,19 +115,11 @@ fn names(prefix: &str) -> [String; 3] {
     ]
 }
 
-/// One process's timeline, binary semaphore and fence for one method.
+/// One process's timeline, binary semaphore and fence for one method (destroyed on drop).
 struct Objects {
-    timeline: vk::Semaphore,
-    binary: vk::Semaphore,
-    fence: vk::Fence,
-}
-
-impl Objects {
-    fn destroy(&self, td: &TetherDevice) {
-        td.destroy_semaphore(self.timeline);
-        td.destroy_semaphore(self.binary);
-        td.destroy_fence(self.fence);
-    }
+    timeline: ExternalSemaphore,
+    binary: ExternalSemaphore,
+    fence: ExternalFence,
 }
 
 /// Checks and their failures, in one process.
@@ -177,35 +166,28 @@ struct Prepared {
 
 /// Creates the three objects exportable for `method` and exports them for the child.
 fn prepare(td: &TetherDevice, method: Method) -> Result<Prepared, String> {
-    let inherit = SecurityAttributes::inheritable();
     let prefix = format!("Local\\tether-demo-{}", std::process::id());
-    let wide_names = names(&prefix).map(|n| wide(&n));
-    let export = |i: usize| match method {
-        Method::Nt => Some(Win32Export {
-            attributes: Some(&inherit),
-            name: None,
-        }),
-        Method::Name => Some(Win32Export {
-            attributes: None,
-            name: Some(&wide_names[i]),
-        }),
-        Method::Kmt => None,
+    let t = method.handle_type();
+    let object_names = names(&prefix);
+    let options = |i: usize| -> Result<ExportOptions, String> {
+        let options = ExportOptions::new(t);
+        Ok(match method {
+            Method::Nt => options.inheritable(true),
+            Method::Name => options.name(object_names[i].parse().map_err(|e| format!("{e}"))?),
+            Method::Kmt => options,
+        })
     };
-    let (st, ft) = (method.semaphore_type(), method.fence_type());
-    let timeline = td.create_exportable_semaphore(SemaphoreKind::Timeline, st, export(0))?;
-    let binary = td.create_exportable_semaphore(SemaphoreKind::Binary, st, export(1))?;
-    let fence = td.create_exportable_fence(ft, export(2))?;
     let objects = Objects {
-        timeline,
-        binary,
-        fence,
+        timeline: ExternalSemaphore::timeline(&td.shared, 0, &options(0)?).map_err(text)?,
+        binary: ExternalSemaphore::binary(&td.shared, &options(1)?).map_err(text)?,
+        fence: ExternalFence::new(&td.shared, &options(2)?).map_err(text)?,
     };
-    let exported = (|| match method {
+    let (arg, passed, handles) = match method {
         Method::Nt => {
             let handles = vec![
-                td.export_semaphore_nt(timeline, st)?,
-                td.export_semaphore_nt(binary, st)?,
-                td.export_fence_nt(fence, ft)?,
+                objects.timeline.export_nt_handle(t).map_err(text)?,
+                objects.binary.export_nt_handle(t).map_err(text)?,
+                objects.fence.export_nt_handle(t).map_err(text)?,
             ];
             for h in &handles {
                 if !h.is_inheritable().map_err(|e| format!("F_GETFD: {e}"))? {
@@ -220,39 +202,32 @@ fn prepare(td: &TetherDevice, method: Method) -> Result<Prepared, String> {
                 "exported with bInheritHandle=TRUE (no close-on-exec): timeline fd {t}, binary fd {b}, fence fd {f}, \
                  numbers passed on the child's command line"
             );
-            Ok((format!("{t},{b},{f}"), passed, handles))
+            (format!("{t},{b},{f}"), passed, handles)
         }
         Method::Name => {
             // The first NT export registers the name; the handle itself is not needed.
-            drop(td.export_semaphore_nt(timeline, st)?);
-            drop(td.export_semaphore_nt(binary, st)?);
-            drop(td.export_fence_nt(fence, ft)?);
-            let [t, b, f] = names(&prefix);
+            drop(objects.timeline.export_nt_handle(t).map_err(text)?);
+            drop(objects.binary.export_nt_handle(t).map_err(text)?);
+            drop(objects.fence.export_nt_handle(t).map_err(text)?);
+            let [t, b, f] = object_names;
             let passed = format!("{t}, {b}, {f} (UTF-16, registered with the broker by the first NT export)");
-            Ok((prefix.clone(), passed, Vec::new()))
+            (prefix.clone(), passed, Vec::new())
         }
         Method::Kmt => {
-            let t = td.export_semaphore_win32(timeline, st)?;
-            let b = td.export_semaphore_win32(binary, st)?;
-            let f = td.export_fence_win32(fence, ft)?;
-            let passed =
-                format!("timeline {t:#x}, binary {b:#x}, fence {f:#x} (global values: nothing to inherit or close)");
-            Ok((format!("{t:#x},{b:#x},{f:#x}"), passed, Vec::new()))
+            let t = objects.timeline.export_kmt().map_err(text)?;
+            let b = objects.binary.export_kmt().map_err(text)?;
+            let f = objects.fence.export_kmt().map_err(text)?;
+            let passed = format!("timeline {t}, binary {b}, fence {f} (global values: nothing to inherit or close)");
+            (format!("{t},{b},{f}"), passed, Vec::new())
         }
-    })();
-    match exported {
-        Ok((arg, passed, handles)) => Ok(Prepared {
-            method,
-            objects,
-            arg,
-            passed,
-            handles,
-        }),
-        Err(e) => {
-            objects.destroy(td);
-            Err(e)
-        }
-    }
+    };
+    Ok(Prepared {
+        method,
+        objects,
+        arg,
+        passed,
+        handles,
+    })
 }
 
 /// Waits in slices, checking between them that the child is still alive.
@@ -291,7 +266,6 @@ fn parent_rounds(
     peer: &mut Peer,
     report: &mut Report,
 ) -> Result<Latencies, String> {
-    let queue = td.queues[0];
     let mut lat = Latencies {
         answer: Vec::with_capacity(rounds as usize),
         round: Vec::with_capacity(rounds as usize),
@@ -299,44 +273,55 @@ fn parent_rounds(
     for n in 0..rounds {
         let v = STRIDE * n;
         let start = Instant::now();
-        td.signal(o.timeline, v + 1)?;
+        o.timeline.signal(v + 1).map_err(text)?;
         wait_alive(peer, &format!("round {n}: timeline value {}", v + 2), |t| {
-            td.wait_value(o.timeline, v + 2, t)
+            o.timeline.wait(v + 2, t).map_err(text)
         })?;
         lat.answer.push(nanos(start.elapsed()));
-        let value = td.counter(o.timeline)?;
+        let value = o.timeline.value().map_err(text)?;
         report.check(value == v + 2, || {
             format!("round {n}: parent reads {value}, expected {}", v + 2)
         });
 
-        let mut signals = vec![(o.timeline, v + 3)];
+        let mut signals = vec![(&o.timeline, v + 3)];
         if n + 1 < rounds {
-            signals.push((o.binary, 0));
+            signals.push((&o.binary, 0));
         }
-        td.submit(queue, &[(o.binary, 0)], &signals, o.fence)?;
-        wait_alive(peer, &format!("round {n}: the fence"), |t| td.wait_fence(o.fence, t))?;
-        let signaled = td.fence_signaled(o.fence)?;
+        let batch = Submission {
+            waits: &[(&o.binary, 0)],
+            signals: &signals,
+            fence: Some(&o.fence),
+        };
+        // SAFETY: the child signaled the binary semaphore in its batch of this round (whose v+2
+        // was seen) and waits on it before signaling it again; v+3 is above every value signaled
+        // so far; the child reset the fence last round (v+5 was seen); the objects live until
+        // the rounds end, and the parent waits for the fence and v+5, so nothing is pending then.
+        unsafe { td.shared.submit(0, &batch) }.map_err(text)?;
+        wait_alive(peer, &format!("round {n}: the fence"), |t| {
+            o.fence.wait(t).map_err(text)
+        })?;
+        let signaled = o.fence.is_signaled().map_err(text)?;
         report.check(signaled, || {
             format!("round {n}: vkGetFenceStatus in the parent says unsignaled after the wait")
         });
         wait_alive(peer, &format!("round {n}: timeline value {}", v + 3), |t| {
-            td.wait_value(o.timeline, v + 3, t)
+            o.timeline.wait(v + 3, t).map_err(text)
         })?;
-        let value = td.counter(o.timeline)?;
+        let value = o.timeline.value().map_err(text)?;
         report.check(value == v + 3, || {
             format!("round {n}: parent reads {value}, expected {}", v + 3)
         });
 
-        td.signal(o.timeline, v + 4)?;
+        o.timeline.signal(v + 4).map_err(text)?;
         wait_alive(peer, &format!("round {n}: timeline value {}", v + 5), |t| {
-            td.wait_value(o.timeline, v + 5, t)
+            o.timeline.wait(v + 5, t).map_err(text)
         })?;
         lat.round.push(nanos(start.elapsed()));
-        let value = td.counter(o.timeline)?;
+        let value = o.timeline.value().map_err(text)?;
         report.check(value == v + 5, || {
             format!("round {n}: parent reads {value}, expected {}", v + 5)
         });
-        let signaled = td.fence_signaled(o.fence)?;
+        let signaled = o.fence.is_signaled().map_err(text)?;
         report.check(!signaled, || {
             format!("round {n}: the fence still reads signaled in the parent after the child reset it")
         });
@@ -356,7 +341,7 @@ pub fn run(choice: Choice, args: &DemoArgs) -> Result<(), String> {
         args.pin
             .map_or("unpinned".to_string(), |c| format!("both processes on CPU {c}"))
     );
-    if !td.ext.has_win32() {
+    if !td.has_win32() {
         return Err("the tether device offers no Win32 handle types here (is TETHER_ICD_HANDLES=fd set?)".to_string());
     }
     say!(
@@ -364,7 +349,7 @@ pub fn run(choice: Choice, args: &DemoArgs) -> Result<(), String> {
          Win32 handles, three ways",
         td.name
     );
-    let broker = broker::ensure();
+    let broker = tether::broker::ensure();
     let mut methods = vec![Method::Nt];
     match &broker {
         Ok(b) => {
@@ -378,12 +363,7 @@ pub fn run(choice: Choice, args: &DemoArgs) -> Result<(), String> {
     for &m in &methods {
         match prepare(&td, m) {
             Ok(p) => prepared.push(p),
-            Err(e) => {
-                for p in &prepared {
-                    p.objects.destroy(&td);
-                }
-                return Err(format!("{m:?}: {e}"));
-            }
+            Err(e) => return Err(format!("{m:?}: {e}")),
         }
     }
     let rounds = u64::from(args.rounds);
@@ -397,15 +377,7 @@ pub fn run(choice: Choice, args: &DemoArgs) -> Result<(), String> {
     for p in &mut prepared {
         p.handles.clear();
     }
-    let mut peer = match spawned {
-        Ok(p) => p,
-        Err(e) => {
-            for p in &prepared {
-                p.objects.destroy(&td);
-            }
-            return Err(e);
-        }
-    };
+    let mut peer = spawned?;
     say!("child process: pid {}, `{}`", peer.pid(), peer.command_line());
     say!(
         "each round n, on timeline values v+1..=v+5 (v = 5n):\n\
@@ -456,9 +428,7 @@ pub fn run(choice: Choice, args: &DemoArgs) -> Result<(), String> {
     }
 
     let child_said = peer.finish();
-    for p in &prepared {
-        p.objects.destroy(&td);
-    }
+    drop(prepared);
     drop(td);
     let child_said = child_said?;
     let mut child_checks = 0u64;
@@ -503,51 +473,54 @@ pub fn run(choice: Choice, args: &DemoArgs) -> Result<(), String> {
 
 /// Imports one method's objects into new objects of this process.
 fn import(td: &TetherDevice, method: Method, arg: &str) -> Result<Objects, String> {
-    let timeline = td.create_import_target(SemaphoreKind::Timeline)?;
-    let binary = td.create_import_target(SemaphoreKind::Binary)?;
-    // SAFETY: a valid create info on a live device.
-    let fence = unsafe { td.device.create_fence(&vk::FenceCreateInfo::default(), None) }
-        .map_err(|e| format!("vkCreateFence: {e}"))?;
-    let objects = Objects {
-        timeline,
-        binary,
-        fence,
+    let none = ExportOptions::default();
+    let mut o = Objects {
+        timeline: ExternalSemaphore::timeline(&td.shared, 0, &none).map_err(text)?,
+        binary: ExternalSemaphore::binary(&td.shared, &none).map_err(text)?,
+        fence: ExternalFence::new(&td.shared, &none).map_err(text)?,
     };
-    let (st, ft) = (method.semaphore_type(), method.fence_type());
-    let imported = (|| match method {
-        Method::Nt | Method::Kmt => {
-            let [t, b, f] = parse_numbers::<3>(arg)?.map(|v| v as isize);
-            td.import_semaphore_win32(timeline, st, t, None)?;
-            td.import_semaphore_win32(binary, st, b, None)?;
-            td.import_fence_win32(fence, ft, f, None)?;
-            if method == Method::Nt {
-                // The imports keep their own duplicates; these inherited handles are ours to close.
-                for h in [t, b, f] {
-                    // SAFETY: inherited from the parent for this process to own; nothing else
-                    // uses the numbers.
-                    drop(unsafe { NtHandle::from_raw_handle(h) });
+    let t = method.handle_type();
+    let permanent = Import::Permanent;
+    match method {
+        Method::Nt => {
+            let owned = |v: i64| -> Result<NtHandle, String> {
+                let raw = v as isize;
+                // SAFETY: only checked here, not kept: whether the number is an open fd.
+                let open = unsafe { tether::BorrowedHandle::borrow_raw(raw) }.is_some_and(|h| h.is_open());
+                if !open {
+                    return Err(format!("handle {raw} is not open in this process"));
                 }
-            }
-            Ok(())
+                // SAFETY: an open fd inherited from the parent for this process to own; nothing
+                // else uses the number. The imports keep their own duplicates; this closes on drop.
+                Ok(unsafe { NtHandle::from_raw_handle(raw) })
+            };
+            let [tl, b, f] = parse_numbers::<3>(arg)?;
+            let [tl, b, f] = [owned(tl)?, owned(b)?, owned(f)?];
+            o.timeline
+                .import_nt_handle(t, tl.as_handle(), permanent)
+                .map_err(text)?;
+            o.binary.import_nt_handle(t, b.as_handle(), permanent).map_err(text)?;
+            o.fence.import_nt_handle(t, f.as_handle(), permanent).map_err(text)?;
+        }
+        Method::Kmt => {
+            let [tl, b, f] = parse_numbers::<3>(arg)?.map(|v| KmtHandle::new(v as u32));
+            let kmt = |k: Option<KmtHandle>| k.ok_or_else(|| format!("{arg}: a KMT value is zero"));
+            o.timeline.import_kmt(kmt(tl)?, permanent).map_err(text)?;
+            o.binary.import_kmt(kmt(b)?, permanent).map_err(text)?;
+            o.fence.import_kmt(kmt(f)?, permanent).map_err(text)?;
         }
         Method::Name => {
-            let [t, b, f] = names(arg).map(|n| wide(&n));
-            td.import_semaphore_win32(timeline, st, 0, Some(&t))?;
-            td.import_semaphore_win32(binary, st, 0, Some(&b))?;
-            td.import_fence_win32(fence, ft, 0, Some(&f))
-        }
-    })();
-    match imported {
-        Ok(()) => Ok(objects),
-        Err(e) => {
-            objects.destroy(td);
-            Err(e)
+            let [tl, b, f] = names(arg).map(|n| n.parse::<tether::ObjectName>().map_err(|e| format!("{n}: {e}")));
+            o.timeline.import_name(t, &tl?, permanent).map_err(text)?;
+            o.binary.import_name(t, &b?, permanent).map_err(text)?;
+            o.fence.import_name(t, &f?, permanent).map_err(text)?;
         }
     }
+    Ok(o)
 }
 
-fn child_wait(td: &TetherDevice, n: u64, value: u64, o: &Objects) -> Result<(), String> {
-    if td.wait_value(o.timeline, value, WAIT_LIMIT)? {
+fn child_wait(n: u64, value: u64, o: &Objects) -> Result<(), String> {
+    if o.timeline.wait(value, WAIT_LIMIT).map_err(text)? {
         Ok(())
     } else {
         Err(format!(
@@ -557,37 +530,46 @@ fn child_wait(td: &TetherDevice, n: u64, value: u64, o: &Objects) -> Result<(), 
 }
 
 /// The child's side of one method's rounds.
-fn child_rounds(td: &TetherDevice, o: &Objects, rounds: u64, report: &mut Report) -> Result<(), String> {
-    let queue = td.queues[1];
+fn child_rounds(td: &TetherDevice, o: &mut Objects, rounds: u64, report: &mut Report) -> Result<(), String> {
+    let queue = td.shared.queue_count() - 1;
     for n in 0..rounds {
         let v = STRIDE * n;
-        child_wait(td, n, v + 1, o)?;
-        let value = td.counter(o.timeline)?;
+        child_wait(n, v + 1, o)?;
+        let value = o.timeline.value().map_err(text)?;
         report.check(value == v + 1, || {
             format!("round {n}: child reads {value}, expected {}", v + 1)
         });
-        let waits: &[(vk::Semaphore, u64)] = if n == 0 { &[] } else { &[(o.binary, 0)] };
-        td.submit(queue, waits, &[(o.binary, 0), (o.timeline, v + 2)], vk::Fence::null())?;
-        if !td.wait_fence(o.fence, WAIT_LIMIT)? {
+        let waits = [(&o.binary, 0)];
+        let batch = Submission {
+            waits: if n == 0 { &[] } else { &waits },
+            signals: &[(&o.binary, 0), (&o.timeline, v + 2)],
+            fence: None,
+        };
+        // SAFETY: the binary semaphore was signaled by the parent's batch of the last round
+        // (whose fence was seen) and is unsignaled once this batch waits on it; v+2 is above
+        // every value signaled so far; the parent waits for v+2 before going on, and this
+        // process waits for the fence (signaled after v+2) before the next round or the end.
+        unsafe { td.shared.submit(queue, &batch) }.map_err(text)?;
+        if !o.fence.wait(WAIT_LIMIT).map_err(text)? {
             return Err(format!("round {n}: the fence was not signaled within {WAIT_LIMIT:?}"));
         }
-        let signaled = td.fence_signaled(o.fence)?;
+        let signaled = o.fence.is_signaled().map_err(text)?;
         report.check(signaled, || {
             format!("round {n}: vkGetFenceStatus in the child says unsignaled after the wait")
         });
-        child_wait(td, n, v + 4, o)?;
-        let value = td.counter(o.timeline)?;
+        child_wait(n, v + 4, o)?;
+        let value = o.timeline.value().map_err(text)?;
         report.check(value == v + 4, || {
             format!("round {n}: child reads {value}, expected {}", v + 4)
         });
-        td.reset_fence(o.fence)?;
-        let signaled = td.fence_signaled(o.fence)?;
+        o.fence.reset().map_err(text)?;
+        let signaled = o.fence.is_signaled().map_err(text)?;
         report.check(!signaled, || {
             format!("round {n}: the fence reads signaled in the child right after vkResetFences")
         });
-        td.signal(o.timeline, v + 5)?;
+        o.timeline.signal(v + 5).map_err(text)?;
         // The parent may already have signaled the next round's first value.
-        let value = td.counter(o.timeline)?;
+        let value = o.timeline.value().map_err(text)?;
         report.check(value == v + 5 || value == v + 6, || {
             format!("round {n}: child reads {value} after signaling {}", v + 5)
         });
@@ -610,18 +592,13 @@ pub fn run_child(choice: Choice, args: &ChildArgs) -> Result<(), String> {
         if let Some(arg) = arg {
             match import(&td, method, arg) {
                 Ok(o) => imported.push((method, o)),
-                Err(e) => {
-                    for (_, o) in &imported {
-                        o.destroy(&td);
-                    }
-                    return Err(format!("child: importing by {}: {e}", method.key()));
-                }
+                Err(e) => return Err(format!("child: importing by {}: {e}", method.key())),
             }
         }
     }
     let mut link = ParentLink::new();
     let mut failed = false;
-    for (method, o) in &imported {
+    for (method, o) in &mut imported {
         let mut report = Report::default();
         if let Err(e) = child_rounds(&td, o, u64::from(args.rounds), &mut report) {
             eprintln!("tether demo-child: {}: {e}", method.key());
@@ -635,9 +612,7 @@ pub fn run_child(choice: Choice, args: &ChildArgs) -> Result<(), String> {
             method.key()
         ))?;
     }
-    for (_, o) in &imported {
-        o.destroy(&td);
-    }
+    drop(imported);
     if failed {
         return Err("child: mismatches (see above)".to_string());
     }

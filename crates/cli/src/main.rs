@@ -9,7 +9,6 @@
 //! | [`demo`] | the two-process demo (parent and `demo-child`) |
 //! | [`bench`] | the benchmark: one entry per measurement, each compared to a baseline of the same run |
 //! | [`peer`] | child `tether` processes (hidden subcommands) and the pipes to them |
-//! | [`broker`] | finding or starting `tether-broker` (a copy is built into this binary) |
 //! | [`stats`] | percentiles |
 
 /// `println!` that does not panic when stdout is closed (`tether caps | head`): the rest of the
@@ -22,7 +21,6 @@ macro_rules! say {
 }
 
 mod bench;
-mod broker;
 mod caps;
 mod demo;
 mod external;
@@ -81,9 +79,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Started as the broker (by the demo or the bench, when no tether-broker binary exists).
-    if std::env::var_os(broker::RUN_AS_BROKER).is_some() {
-        return broker::run_built_in();
+    // Started as the broker: `cargo run --bin tether` builds no tether-broker binary, so when
+    // none can be found the demo and the bench start this binary as one (tether::broker).
+    if let Some(exit) = tether::broker::serve_if_requested() {
+        return exit;
     }
     // Before anything else, while this is the only thread: make the tether ICD of this checkout
     // visible to the loader.

@@ -1,15 +1,13 @@
 //! Choosing the Vulkan entry: the system loader when there is one (with this checkout's tether ICD
 //! made visible to it), otherwise the tether ICD linked into this binary.
 
-use std::ffi::{CStr, OsString};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ash::vk;
-
-use crate::external::{self, External};
 
 /// What the user asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,30 +229,11 @@ impl Vulkan {
             },
         }
     }
-
-    /// A Vulkan 1.2 instance with no layers or extensions.
-    pub fn create_instance(&self) -> Result<ash::Instance, String> {
-        let app = vk::ApplicationInfo::default()
-            .application_name(c"tether")
-            .application_version(1)
-            .engine_name(c"tether")
-            .api_version(vk::API_VERSION_1_2);
-        let info = vk::InstanceCreateInfo::default().application_info(&app);
-        // SAFETY: a valid create info with no extensions or layers.
-        unsafe { self.entry.create_instance(&info, None) }.map_err(|e| format!("vkCreateInstance: {e}"))
-    }
-}
-
-/// A physical device's name.
-pub fn device_name(props: &vk::PhysicalDeviceProperties) -> String {
-    props
-        .device_name_as_c_str()
-        .map_or_else(|_| "(unnamed)".to_string(), |n: &CStr| n.to_string_lossy().into_owned())
 }
 
 /// Whether a physical device is a tether device.
-pub fn is_tether(props: &vk::PhysicalDeviceProperties) -> bool {
-    device_name(props) == tether_icd::objects::physical_device::DEVICE_NAME
+pub fn is_tether(name: &str) -> bool {
+    name == tether_icd::objects::physical_device::DEVICE_NAME
 }
 
 /// The variable `--device` sets, so that child processes pick the same device.
@@ -267,10 +246,10 @@ fn wanted_name() -> Option<String> {
 
 /// Whether a physical device is the one to work on: the first whose name contains the
 /// `--device` text, else a tether device.
-fn is_wanted(props: &vk::PhysicalDeviceProperties) -> bool {
+fn is_wanted(name: &str) -> bool {
     match wanted_name() {
-        Some(part) => device_name(props).contains(&part),
-        None => is_tether(props),
+        Some(part) => name.contains(&part),
+        None => is_tether(name),
     }
 }
 
@@ -282,18 +261,18 @@ fn wanted_description() -> String {
     }
 }
 
-/// The tether device opened for work: one instance, one device with up to two queues of its one
-/// queue family, timeline semaphores enabled. Destroyed on drop.
+/// The tether device opened for work: a [`tether::Device`] with up to two queues of its first
+/// transfer-capable family, every external extension it offers and timeline semaphores enabled.
+/// The raw `device` is for the benchmark's raw calls; it is destroyed with the last clone of
+/// `shared`.
 pub struct TetherDevice {
     pub vulkan: Vulkan,
     /// The physical device's name.
     pub name: String,
-    pub instance: ash::Instance,
+    pub shared: tether::Device,
     pub device: ash::Device,
     /// Two queues, or the same queue twice when the family has only one.
     pub queues: [vk::Queue; 2],
-    /// The external fence/semaphore commands of the extensions the device offers (all enabled).
-    pub ext: External,
 }
 
 impl TetherDevice {
@@ -304,14 +283,10 @@ impl TetherDevice {
         if vulkan.source == Source::Embedded {
             return TetherDevice::open_embedded(vulkan);
         }
-        let why = match vulkan.create_instance() {
-            Ok(instance) => match find_tether(&instance) {
-                Ok(Some(pd)) => return TetherDevice::create(vulkan, instance, pd),
-                Ok(None) | Err(_) => {
-                    // SAFETY: nothing was created from the instance.
-                    unsafe { instance.destroy_instance(None) };
-                    format!("the Vulkan loader sees no {}", wanted_description())
-                }
+        let why = match tether::Instance::new(vulkan.entry.clone(), c"tether") {
+            Ok(instance) => match find_wanted(&instance) {
+                Ok(Some(pd)) => return TetherDevice::create(vulkan, &pd),
+                Ok(None) | Err(_) => format!("the Vulkan loader sees no {}", wanted_description()),
             },
             Err(e) => format!("the Vulkan loader found no usable driver ({e})"),
         };
@@ -328,75 +303,41 @@ impl TetherDevice {
     }
 
     fn open_embedded(vulkan: Vulkan) -> Result<TetherDevice, String> {
-        let instance = vulkan.create_instance()?;
-        match find_tether(&instance) {
-            Ok(Some(pd)) => TetherDevice::create(vulkan, instance, pd),
-            other => {
-                // SAFETY: nothing was created from the instance.
-                unsafe { instance.destroy_instance(None) };
-                Err(other
-                    .err()
-                    .unwrap_or_else(|| "the embedded ICD offers no device".to_string()))
-            }
+        let instance = tether::Instance::new(vulkan.entry.clone(), c"tether").map_err(|e| e.to_string())?;
+        match find_wanted(&instance)? {
+            Some(pd) => TetherDevice::create(vulkan, &pd),
+            None => Err(format!("the embedded ICD offers no {}", wanted_description())),
         }
     }
 
-    fn create(vulkan: Vulkan, instance: ash::Instance, pd: vk::PhysicalDevice) -> Result<TetherDevice, String> {
-        let fail = |instance: &ash::Instance, e: String| {
-            // SAFETY: nothing else was created from the instance.
-            unsafe { instance.destroy_instance(None) };
-            Err(e)
-        };
-        // SAFETY: `pd` is a physical device of `instance`.
-        let name = device_name(&unsafe { instance.get_physical_device_properties(pd) });
-        // SAFETY: `pd` is a physical device of `instance`.
-        let families = unsafe { instance.get_physical_device_queue_family_properties(pd) };
-        let Some((family, props)) = families
+    fn create(vulkan: Vulkan, physical: &tether::PhysicalDevice) -> Result<TetherDevice, String> {
+        let Some(family) = physical
+            .queue_families()
             .iter()
-            .enumerate()
-            .find(|(_, f)| f.queue_flags.contains(vk::QueueFlags::TRANSFER))
+            .position(|f| f.queue_flags.contains(vk::QueueFlags::TRANSFER))
         else {
-            return fail(&instance, "the tether device has no transfer queue family".to_string());
+            return Err(format!("{} has no transfer queue family", physical.name()));
         };
-        let queue_family = family as u32;
-        let count = props.queue_count.min(2);
-        let priorities = [1.0f32; 2];
-        let queue_info = [vk::DeviceQueueCreateInfo::default()
-            .queue_family_index(queue_family)
-            .queue_priorities(&priorities[..count as usize])];
-        let mut features12 = vk::PhysicalDeviceVulkan12Features::default().timeline_semaphore(true);
-        // SAFETY: `pd` belongs to `instance`.
-        let offered = unsafe { instance.enumerate_device_extension_properties(pd) }.unwrap_or_default();
-        let extensions: Vec<&CStr> = external::EXTENSIONS
-            .into_iter()
-            .filter(|&name| offered.iter().any(|e| e.extension_name_as_c_str() == Ok(name)))
-            .collect();
-        let extension_ptrs: Vec<*const std::ffi::c_char> = extensions.iter().map(|e| e.as_ptr()).collect();
-        let info = vk::DeviceCreateInfo::default()
-            .queue_create_infos(&queue_info)
-            .enabled_extension_names(&extension_ptrs)
-            .push_next(&mut features12);
-        // SAFETY: a valid create info for a physical device of `instance`.
-        let device = match unsafe { instance.create_device(pd, &info, None) } {
-            Ok(d) => d,
-            Err(e) => return fail(&instance, format!("vkCreateDevice: {e}")),
+        let options = tether::DeviceOptions {
+            queue_family: Some(family as u32),
+            queue_count: 2,
         };
-        // SAFETY: the queues were requested at device creation.
-        let queues = unsafe {
-            [
-                device.get_device_queue(queue_family, 0),
-                device.get_device_queue(queue_family, count - 1),
-            ]
-        };
-        let ext = External::load(&instance, &device, &extensions);
+        let shared = tether::Device::new(physical, options).map_err(|e| e.to_string())?;
+        let last = shared.queue_count() - 1;
+        let queue = |i| shared.queue(i).unwrap_or_default();
         Ok(TetherDevice {
             vulkan,
-            name,
-            instance,
-            device,
-            queues,
-            ext,
+            name: physical.name().to_string(),
+            device: shared.ash().clone(),
+            queues: [queue(0), queue(last)],
+            shared,
         })
+    }
+
+    /// Whether both Win32 extensions are enabled.
+    pub fn has_win32(&self) -> bool {
+        let e = self.shared.enabled_extensions();
+        e.fence_win32 && e.semaphore_win32
     }
 
     pub fn create_fence(&self) -> Result<vk::Fence, String> {
@@ -457,12 +398,6 @@ impl TetherDevice {
         }
     }
 
-    /// `vkGetFenceStatus`: whether the fence is signaled.
-    pub fn fence_signaled(&self, fence: vk::Fence) -> Result<bool, String> {
-        // SAFETY: a live fence of this device.
-        unsafe { self.device.get_fence_status(fence) }.map_err(|e| format!("vkGetFenceStatus: {e}"))
-    }
-
     /// `vkResetFences` of one fence.
     pub fn reset_fence(&self, fence: vk::Fence) -> Result<(), String> {
         // SAFETY: a live fence of this device, not tied to pending work (callers reset only
@@ -498,36 +433,9 @@ impl TetherDevice {
     }
 }
 
-impl Drop for TetherDevice {
-    fn drop(&mut self) {
-        // SAFETY: the device and instance are destroyed once, after all work is idle; objects
-        // created from them were destroyed by their users (or are reclaimed with the device).
-        unsafe {
-            let _ = self.device.device_wait_idle();
-            self.device.destroy_device(None);
-            self.instance.destroy_instance(None);
-        }
-    }
-}
-
 /// The first tether physical device of an instance (or, with `--device`, the first whose name
 /// contains its text).
-pub fn find_tether(instance: &ash::Instance) -> Result<Option<vk::PhysicalDevice>, String> {
-    // SAFETY: a live instance.
-    let devices =
-        unsafe { instance.enumerate_physical_devices() }.map_err(|e| format!("vkEnumeratePhysicalDevices: {e}"))?;
-    Ok(devices.into_iter().find(|&pd| {
-        // SAFETY: `pd` was just enumerated from `instance`.
-        is_wanted(&unsafe { instance.get_physical_device_properties(pd) })
-    }))
-}
-
-/// Formats a Vulkan version.
-pub fn version_string(v: u32) -> String {
-    format!(
-        "{}.{}.{}",
-        vk::api_version_major(v),
-        vk::api_version_minor(v),
-        vk::api_version_patch(v)
-    )
+fn find_wanted(instance: &tether::Instance) -> Result<Option<tether::PhysicalDevice>, String> {
+    let devices = instance.physical_devices().map_err(|e| e.to_string())?;
+    Ok(devices.into_iter().find(|pd| is_wanted(pd.name())))
 }

@@ -608,8 +608,7 @@ unsafe fn query_one(
                 vk::SemaphoreType::BINARY
             };
             let mut ty = vk::SemaphoreTypeCreateInfo::default().semaphore_type(semaphore_type);
-            let mut info =
-                vk::PhysicalDeviceExternalSemaphoreInfo::default().handle_type(handle_type.semaphore_flag());
+            let mut info = vk::PhysicalDeviceExternalSemaphoreInfo::default().handle_type(handle_type.semaphore_flag());
             if kind == ObjectKind::TimelineSemaphore {
                 info = info.push_next(&mut ty);
             }
@@ -765,7 +764,10 @@ mod tests {
 
     #[test]
     fn extensions_by_kind_and_type() {
-        let e = Extensions::from_names([ash::khr::external_fence_fd::NAME, ash::khr::external_semaphore_win32::NAME]);
+        let e = Extensions::from_names([
+            ash::khr::external_fence_fd::NAME,
+            ash::khr::external_semaphore_win32::NAME,
+        ]);
         assert!(e.carries(ObjectKind::Fence, HandleType::SyncFd));
         assert!(!e.carries(ObjectKind::Fence, HandleType::OpaqueWin32));
         assert!(e.carries(ObjectKind::TimelineSemaphore, HandleType::D3d12Fence));

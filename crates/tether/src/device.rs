@@ -56,8 +56,8 @@ impl Instance {
             .api_version(api_version);
         let info = vk::InstanceCreateInfo::default().application_info(&app);
         // SAFETY: a valid create info with no layers or extensions.
-        let instance = unsafe { entry.create_instance(&info, None) }
-            .map_err(|e| Error::vulkan("vkCreateInstance", e, ""))?;
+        let instance =
+            unsafe { entry.create_instance(&info, None) }.map_err(|e| Error::vulkan("vkCreateInstance", e, ""))?;
         Ok(Instance {
             inner: Arc::new(InstanceInner {
                 entry,
@@ -166,8 +166,9 @@ pub(crate) enum TimelineCommands {
     Khr(ash::khr::timeline_semaphore::Device),
 }
 
-/// The external-handle commands of the enabled extensions.
-pub(crate) struct ExternalCommands {
+/// The external-handle commands of the enabled extensions, for raw calls the safe API does not
+/// make ([`Device::external_commands`]).
+pub struct ExternalCommands {
     pub fence_fd: Option<ash::khr::external_fence_fd::Device>,
     pub semaphore_fd: Option<ash::khr::external_semaphore_fd::Device>,
     pub fence_win32: Option<ash::khr::external_fence_win32::Device>,
@@ -359,6 +360,13 @@ impl Device {
     /// The external fence/semaphore extensions enabled on this device.
     pub fn enabled_extensions(&self) -> Extensions {
         self.inner.enabled
+    }
+
+    /// The loaded commands of the enabled external fence/semaphore extensions (`None` for those
+    /// not enabled), for raw calls; calling them is `unsafe` and bound by the specification's
+    /// valid usage, as any ash call.
+    pub fn external_commands(&self) -> &ExternalCommands {
+        &self.inner.external
     }
 
     /// Whether timeline semaphores are enabled.

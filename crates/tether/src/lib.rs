@@ -150,7 +150,7 @@ pub mod table;
 
 pub use ash;
 pub use caps::{DeviceCaps, HandleCaps, HandleType, HandleTypes, ObjectKind};
-pub use device::{Device, DeviceOptions, ExistingDevice, Instance, PhysicalDevice};
+pub use device::{Device, DeviceOptions, ExistingDevice, ExternalCommands, Instance, PhysicalDevice};
 pub use error::{Error, FdImportError, Result};
 pub use export::{DXGI_SHARED_RESOURCE_READ, DXGI_SHARED_RESOURCE_WRITE, ExportOptions, GENERIC_ALL, SYNCHRONIZE};
 pub use sync::{ExternalFence, ExternalSemaphore, Import, Shareable, Submission};

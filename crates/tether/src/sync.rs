@@ -124,7 +124,9 @@ impl Core {
             ));
         }
         if import == Import::Permanent && t.is_copy() {
-            return Err(Error::InvalidUsage(format!("{t} payloads can only be imported temporarily")));
+            return Err(Error::InvalidUsage(format!(
+                "{t} payloads can only be imported temporarily"
+            )));
         }
         Ok(())
     }
@@ -365,7 +367,11 @@ fn owned_fd(fd: i32, command: &'static str) -> Result<OwnedFd> {
 }
 
 fn export_fd_command(kind: ObjectKind) -> &'static str {
-    if kind == ObjectKind::Fence { "vkGetFenceFdKHR" } else { "vkGetSemaphoreFdKHR" }
+    if kind == ObjectKind::Fence {
+        "vkGetFenceFdKHR"
+    } else {
+        "vkGetSemaphoreFdKHR"
+    }
 }
 
 fn export_win32_command(kind: ObjectKind) -> &'static str {
@@ -443,6 +449,15 @@ impl ExternalFence {
         self.fence
     }
 
+    /// Gives up the fence without destroying it: the caller destroys it (with
+    /// `vkDestroyFence` on [`Device::ash`]) once nothing uses it.
+    pub fn into_raw(self) -> vk::Fence {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so its core is moved out exactly once.
+        drop(unsafe { std::ptr::read(&this.core) });
+        this.fence
+    }
+
     /// `vkGetFenceStatus`.
     pub fn is_signaled(&self) -> Result<bool> {
         // SAFETY: a live fence of this device.
@@ -514,7 +529,13 @@ impl RawSync for ExternalFence {
         unsafe { ext.import_fence_fd(&info) }
     }
 
-    unsafe fn raw_import_win32(&self, t: HandleType, handle: vk::HANDLE, name: *const u16, import: Import) -> VkResult<()> {
+    unsafe fn raw_import_win32(
+        &self,
+        t: HandleType,
+        handle: vk::HANDLE,
+        name: *const u16,
+        import: Import,
+    ) -> VkResult<()> {
         let ext = self.core.device.inner.external.fence_win32.as_ref().ok_or(NOT_LOADED)?;
         let mut info = vk::ImportFenceWin32HandleInfoKHR::default()
             .fence(self.fence)
@@ -580,7 +601,12 @@ impl ExternalSemaphore {
         ExternalSemaphore::new(device, ObjectKind::TimelineSemaphore, initial_value, options)
     }
 
-    fn new(device: &Device, kind: ObjectKind, initial_value: u64, options: &ExportOptions) -> Result<ExternalSemaphore> {
+    fn new(
+        device: &Device,
+        kind: ObjectKind,
+        initial_value: u64,
+        options: &ExportOptions,
+    ) -> Result<ExternalSemaphore> {
         let core = Core::new(device, kind, options)?;
         let timeline = kind == ObjectKind::TimelineSemaphore;
         let mut ty = vk::SemaphoreTypeCreateInfo::default()
@@ -621,6 +647,15 @@ impl ExternalSemaphore {
     /// pending, the semaphore must not be imported into or dropped.
     pub fn handle(&self) -> vk::Semaphore {
         self.semaphore
+    }
+
+    /// Gives up the semaphore without destroying it: the caller destroys it (with
+    /// `vkDestroySemaphore` on [`Device::ash`]) once nothing uses it.
+    pub fn into_raw(self) -> vk::Semaphore {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so its core is moved out exactly once.
+        drop(unsafe { std::ptr::read(&this.core) });
+        this.semaphore
     }
 
     fn timeline_commands(&self) -> Result<&TimelineCommands> {
@@ -685,9 +720,7 @@ impl ExternalSemaphore {
         let commands = self.timeline_commands()?;
         let semaphores = [self.semaphore];
         let values = [value];
-        let info = vk::SemaphoreWaitInfo::default()
-            .semaphores(&semaphores)
-            .values(&values);
+        let info = vk::SemaphoreWaitInfo::default().semaphores(&semaphores).values(&values);
         let device = self.core.device.ash();
         // SAFETY: a live timeline semaphore of this device.
         let result = unsafe {
@@ -714,7 +747,14 @@ impl RawSync for ExternalSemaphore {
     }
 
     unsafe fn raw_export_fd(&self, t: HandleType) -> VkResult<i32> {
-        let ext = self.core.device.inner.external.semaphore_fd.as_ref().ok_or(NOT_LOADED)?;
+        let ext = self
+            .core
+            .device
+            .inner
+            .external
+            .semaphore_fd
+            .as_ref()
+            .ok_or(NOT_LOADED)?;
         let info = vk::SemaphoreGetFdInfoKHR::default()
             .semaphore(self.semaphore)
             .handle_type(t.semaphore_flag());
@@ -739,7 +779,14 @@ impl RawSync for ExternalSemaphore {
     }
 
     unsafe fn raw_import_fd(&self, t: HandleType, fd: i32, import: Import) -> VkResult<()> {
-        let ext = self.core.device.inner.external.semaphore_fd.as_ref().ok_or(NOT_LOADED)?;
+        let ext = self
+            .core
+            .device
+            .inner
+            .external
+            .semaphore_fd
+            .as_ref()
+            .ok_or(NOT_LOADED)?;
         let info = vk::ImportSemaphoreFdInfoKHR::default()
             .semaphore(self.semaphore)
             .handle_type(t.semaphore_flag())
@@ -749,7 +796,13 @@ impl RawSync for ExternalSemaphore {
         unsafe { ext.import_semaphore_fd(&info) }
     }
 
-    unsafe fn raw_import_win32(&self, t: HandleType, handle: vk::HANDLE, name: *const u16, import: Import) -> VkResult<()> {
+    unsafe fn raw_import_win32(
+        &self,
+        t: HandleType,
+        handle: vk::HANDLE,
+        name: *const u16,
+        import: Import,
+    ) -> VkResult<()> {
         let ext = self
             .core
             .device
@@ -853,7 +906,6 @@ impl Device {
         let queue = self.lock_queue(queue)?;
         // SAFETY: objects of this device (checked), the queue locked, and the caller's
         // guarantees for the rest.
-        unsafe { self.ash().queue_submit(*queue, &[info], fence) }
-            .map_err(|e| Error::vulkan("vkQueueSubmit", e, ""))
+        unsafe { self.ash().queue_submit(*queue, &[info], fence) }.map_err(|e| Error::vulkan("vkQueueSubmit", e, ""))
     }
 }
