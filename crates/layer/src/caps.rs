@@ -218,27 +218,210 @@ fn compute(inst: &InstanceData, pd: vk::PhysicalDevice) -> PhysicalCaps {
     }
 }
 
-/// Adds the Win32 fence types to a set that holds OPAQUE_FD.
-fn widen_fence(set: vk::ExternalFenceHandleTypeFlags) -> vk::ExternalFenceHandleTypeFlags {
-    if set.contains(vk::ExternalFenceHandleTypeFlags::OPAQUE_FD) {
-        set | FENCE_WIN32_TYPES
-    } else {
-        set
+/// One of the two capability queries (`vkGetPhysicalDeviceExternal{Fence,Semaphore}Properties`):
+/// its structures and fields. The answer is written once over it ([`properties`]).
+trait Query {
+    /// `VkPhysicalDeviceExternal*Info`.
+    type Info: Copy;
+    /// `VkExternal*Properties`.
+    type Props;
+
+    /// Raw handle-type bits: OPAQUE_FD, and every Win32 type the layer maps onto it.
+    const OPAQUE_FD: u32;
+    const WIN32_TYPES: u32;
+    /// Raw feature bits: EXPORTABLE | IMPORTABLE.
+    const EXPORT_IMPORT: u32;
+
+    /// The next layer's (or the driver's) query: the KHR alias first when asked through it.
+    fn next(inst: &InstanceData, khr: bool) -> Option<Next<Self>>;
+    /// Whether the layer offers the kind's Win32 extension on the device.
+    fn offered(caps: &PhysicalCaps) -> bool;
+    /// The Win32 types the layer offers for the queried object (raw bits).
+    ///
+    /// # Safety
+    /// `query`'s chain is valid.
+    unsafe fn win32_types(caps: &PhysicalCaps, query: &Self::Info) -> u32;
+    fn handle_type(query: &Self::Info) -> u32;
+    fn with_handle_type(query: &Self::Info, handle_type: u32) -> Self::Info;
+    fn features(props: &Self::Props) -> u32;
+    /// No features, no compatible types.
+    fn clear(props: &mut Self::Props);
+    /// Applies `widen` to `compatibleHandleTypes` and `exportFromImportedHandleTypes`.
+    fn widen(props: &mut Self::Props, widen: impl Fn(u32) -> u32);
+}
+
+/// The type of a query command.
+type Next<Q> = unsafe extern "system" fn(vk::PhysicalDevice, *const <Q as Query>::Info, *mut <Q as Query>::Props);
+
+/// Fence properties.
+enum FenceQuery {}
+
+/// Semaphore properties (binary, or timeline with `VkSemaphoreTypeCreateInfo` chained).
+enum SemaphoreQuery {}
+
+impl Query for FenceQuery {
+    type Info = vk::PhysicalDeviceExternalFenceInfo<'static>;
+    type Props = vk::ExternalFenceProperties<'static>;
+
+    const OPAQUE_FD: u32 = vk::ExternalFenceHandleTypeFlags::OPAQUE_FD.as_raw();
+    const WIN32_TYPES: u32 = FENCE_WIN32_TYPES.as_raw();
+    const EXPORT_IMPORT: u32 = EXPORT_IMPORT_FENCE.as_raw();
+
+    fn next(inst: &InstanceData, khr: bool) -> Option<Next<Self>> {
+        let (core, alias) = (
+            inst.fns.external_fence_properties,
+            inst.fns.external_fence_properties_khr,
+        );
+        let next = if khr { alias.or(core) } else { core.or(alias) };
+        next.map(|f| f as Next<Self>)
+    }
+
+    fn offered(caps: &PhysicalCaps) -> bool {
+        caps.fence
+    }
+
+    unsafe fn win32_types(_: &PhysicalCaps, _: &Self::Info) -> u32 {
+        FENCE_WIN32_TYPES.as_raw()
+    }
+
+    fn handle_type(query: &Self::Info) -> u32 {
+        query.handle_type.as_raw()
+    }
+
+    fn with_handle_type(query: &Self::Info, handle_type: u32) -> Self::Info {
+        vk::PhysicalDeviceExternalFenceInfo {
+            handle_type: vk::ExternalFenceHandleTypeFlags::from_raw(handle_type),
+            ..*query
+        }
+    }
+
+    fn features(props: &Self::Props) -> u32 {
+        props.external_fence_features.as_raw()
+    }
+
+    fn clear(props: &mut Self::Props) {
+        props.external_fence_features = vk::ExternalFenceFeatureFlags::empty();
+        props.compatible_handle_types = vk::ExternalFenceHandleTypeFlags::empty();
+        props.export_from_imported_handle_types = vk::ExternalFenceHandleTypeFlags::empty();
+    }
+
+    fn widen(props: &mut Self::Props, widen: impl Fn(u32) -> u32) {
+        let widen =
+            |set: vk::ExternalFenceHandleTypeFlags| vk::ExternalFenceHandleTypeFlags::from_raw(widen(set.as_raw()));
+        props.compatible_handle_types = widen(props.compatible_handle_types);
+        props.export_from_imported_handle_types = widen(props.export_from_imported_handle_types);
     }
 }
 
-/// Adds the Win32 semaphore types to a set that holds OPAQUE_FD.
-fn widen_semaphore(set: vk::ExternalSemaphoreHandleTypeFlags, d3d12: bool) -> vk::ExternalSemaphoreHandleTypeFlags {
-    if !set.contains(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD) {
-        return set;
+impl Query for SemaphoreQuery {
+    type Info = vk::PhysicalDeviceExternalSemaphoreInfo<'static>;
+    type Props = vk::ExternalSemaphoreProperties<'static>;
+
+    const OPAQUE_FD: u32 = vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD.as_raw();
+    const WIN32_TYPES: u32 = SEMAPHORE_WIN32_TYPES.as_raw();
+    const EXPORT_IMPORT: u32 = EXPORT_IMPORT_SEMAPHORE.as_raw();
+
+    fn next(inst: &InstanceData, khr: bool) -> Option<Next<Self>> {
+        let (core, alias) = (
+            inst.fns.external_semaphore_properties,
+            inst.fns.external_semaphore_properties_khr,
+        );
+        let next = if khr { alias.or(core) } else { core.or(alias) };
+        next.map(|f| f as Next<Self>)
     }
-    let mut set = set
-        | vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32
-        | vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT;
-    if d3d12 {
-        set |= vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE;
+
+    fn offered(caps: &PhysicalCaps) -> bool {
+        caps.semaphore
     }
-    set
+
+    /// OPAQUE_WIN32 and its KMT, and D3D12_FENCE for a timeline where the driver has timeline
+    /// OPAQUE_FD.
+    unsafe fn win32_types(caps: &PhysicalCaps, query: &Self::Info) -> u32 {
+        // SAFETY: per the caller's contract.
+        let timeline = unsafe { find_in_chain::<vk::SemaphoreTypeCreateInfo<'_>>(query.p_next) }
+            .is_some_and(|t| t.semaphore_type == vk::SemaphoreType::TIMELINE);
+        let mut types =
+            vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32 | vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT;
+        if timeline && caps.d3d12 {
+            types |= vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE;
+        }
+        types.as_raw()
+    }
+
+    fn handle_type(query: &Self::Info) -> u32 {
+        query.handle_type.as_raw()
+    }
+
+    fn with_handle_type(query: &Self::Info, handle_type: u32) -> Self::Info {
+        vk::PhysicalDeviceExternalSemaphoreInfo {
+            handle_type: vk::ExternalSemaphoreHandleTypeFlags::from_raw(handle_type),
+            ..*query
+        }
+    }
+
+    fn features(props: &Self::Props) -> u32 {
+        props.external_semaphore_features.as_raw()
+    }
+
+    fn clear(props: &mut Self::Props) {
+        props.external_semaphore_features = vk::ExternalSemaphoreFeatureFlags::empty();
+        props.compatible_handle_types = vk::ExternalSemaphoreHandleTypeFlags::empty();
+        props.export_from_imported_handle_types = vk::ExternalSemaphoreHandleTypeFlags::empty();
+    }
+
+    fn widen(props: &mut Self::Props, widen: impl Fn(u32) -> u32) {
+        let widen = |set: vk::ExternalSemaphoreHandleTypeFlags| {
+            vk::ExternalSemaphoreHandleTypeFlags::from_raw(widen(set.as_raw()))
+        };
+        props.compatible_handle_types = widen(props.compatible_handle_types);
+        props.export_from_imported_handle_types = widen(props.export_from_imported_handle_types);
+    }
+}
+
+/// The answer to a capability query where the layer offers the kind's Win32 extension: a Win32
+/// type the layer offers for the queried object gets the driver's OPAQUE_FD answer when the
+/// driver can export and import that, nothing otherwise (nothing either for a Win32 type not
+/// offered, D3D12_FENCE for a binary semaphore); any other type gets the driver's own answer.
+/// Either way a set that holds OPAQUE_FD also holds the offered Win32 types.
+///
+/// # Safety
+/// Per the query command.
+unsafe fn properties<Q: Query>(pd: vk::PhysicalDevice, info: *const Q::Info, props: *mut Q::Props, khr: bool) {
+    guard((), || {
+        // SAFETY: a live physical device per valid usage.
+        let Some(inst) = (unsafe { instance_of(pd.as_raw()) }) else {
+            return;
+        };
+        let Some(next) = Q::next(&inst, khr) else { return };
+        if info.is_null() || props.is_null() {
+            return;
+        }
+        let caps = physical_caps(&inst, pd);
+        if !Q::offered(&caps) {
+            // SAFETY: the application's arguments, passed on.
+            return unsafe { next(pd, info, props) };
+        }
+        // SAFETY: valid structures per valid usage.
+        let (query, out) = unsafe { (&*info, &mut *props) };
+        // SAFETY: the query's chain is valid.
+        let win32 = unsafe { Q::win32_types(&caps, query) };
+        let ty = Q::handle_type(query);
+        if Q::WIN32_TYPES & ty == ty && ty != 0 {
+            if win32 & ty == 0 {
+                return Q::clear(out);
+            }
+            let fd_query = Q::with_handle_type(query, Q::OPAQUE_FD);
+            // SAFETY: a valid query (the application's chain) and its output structure.
+            unsafe { next(pd, &fd_query, out) };
+            if Q::features(out) & Q::EXPORT_IMPORT != Q::EXPORT_IMPORT {
+                return Q::clear(out);
+            }
+        } else {
+            // SAFETY: the application's arguments, passed on.
+            unsafe { next(pd, info, props) };
+        }
+        Q::widen(out, |set| if set & Q::OPAQUE_FD != 0 { set | win32 } else { set });
+    })
 }
 
 /// # Safety
@@ -249,7 +432,7 @@ pub unsafe extern "system" fn get_physical_device_external_fence_properties(
     props: *mut vk::ExternalFenceProperties<'_>,
 ) {
     // SAFETY: forwarded.
-    unsafe { fence_properties(pd, info, props, false) }
+    unsafe { properties::<FenceQuery>(pd, info.cast(), props.cast(), false) }
 }
 
 /// # Safety
@@ -260,60 +443,7 @@ pub unsafe extern "system" fn get_physical_device_external_fence_properties_khr(
     props: *mut vk::ExternalFenceProperties<'_>,
 ) {
     // SAFETY: forwarded.
-    unsafe { fence_properties(pd, info, props, true) }
-}
-
-unsafe fn fence_properties(
-    pd: vk::PhysicalDevice,
-    info: *const vk::PhysicalDeviceExternalFenceInfo<'_>,
-    props: *mut vk::ExternalFenceProperties<'_>,
-    khr: bool,
-) {
-    guard((), || {
-        // SAFETY: a live physical device per valid usage.
-        let Some(inst) = (unsafe { instance_of(pd.as_raw()) }) else {
-            return;
-        };
-        let next = if khr {
-            inst.fns
-                .external_fence_properties_khr
-                .or(inst.fns.external_fence_properties)
-        } else {
-            inst.fns
-                .external_fence_properties
-                .or(inst.fns.external_fence_properties_khr)
-        };
-        let Some(next) = next else { return };
-        if info.is_null() || props.is_null() {
-            return;
-        }
-        let caps = physical_caps(&inst, pd);
-        if !caps.fence {
-            // SAFETY: the application's arguments, passed on.
-            return unsafe { next(pd, info, props) };
-        }
-        // SAFETY: valid structures per valid usage.
-        let (query, out) = unsafe { (*info, &mut *props) };
-        if FENCE_WIN32_TYPES.contains(query.handle_type) && !query.handle_type.is_empty() {
-            let fd_query = vk::PhysicalDeviceExternalFenceInfo {
-                handle_type: vk::ExternalFenceHandleTypeFlags::OPAQUE_FD,
-                ..query
-            };
-            // SAFETY: a valid query (the application's chain) and its output structure.
-            unsafe { next(pd, &fd_query, out) };
-            if !out.external_fence_features.contains(EXPORT_IMPORT_FENCE) {
-                out.external_fence_features = vk::ExternalFenceFeatureFlags::empty();
-                out.compatible_handle_types = vk::ExternalFenceHandleTypeFlags::empty();
-                out.export_from_imported_handle_types = vk::ExternalFenceHandleTypeFlags::empty();
-                return;
-            }
-        } else {
-            // SAFETY: the application's arguments, passed on.
-            unsafe { next(pd, info, props) };
-        }
-        out.compatible_handle_types = widen_fence(out.compatible_handle_types);
-        out.export_from_imported_handle_types = widen_fence(out.export_from_imported_handle_types);
-    })
+    unsafe { properties::<FenceQuery>(pd, info.cast(), props.cast(), true) }
 }
 
 /// # Safety
@@ -324,7 +454,7 @@ pub unsafe extern "system" fn get_physical_device_external_semaphore_properties(
     props: *mut vk::ExternalSemaphoreProperties<'_>,
 ) {
     // SAFETY: forwarded.
-    unsafe { semaphore_properties(pd, info, props, false) }
+    unsafe { properties::<SemaphoreQuery>(pd, info.cast(), props.cast(), false) }
 }
 
 /// # Safety
@@ -335,69 +465,5 @@ pub unsafe extern "system" fn get_physical_device_external_semaphore_properties_
     props: *mut vk::ExternalSemaphoreProperties<'_>,
 ) {
     // SAFETY: forwarded.
-    unsafe { semaphore_properties(pd, info, props, true) }
-}
-
-unsafe fn semaphore_properties(
-    pd: vk::PhysicalDevice,
-    info: *const vk::PhysicalDeviceExternalSemaphoreInfo<'_>,
-    props: *mut vk::ExternalSemaphoreProperties<'_>,
-    khr: bool,
-) {
-    guard((), || {
-        // SAFETY: a live physical device per valid usage.
-        let Some(inst) = (unsafe { instance_of(pd.as_raw()) }) else {
-            return;
-        };
-        let next = if khr {
-            inst.fns
-                .external_semaphore_properties_khr
-                .or(inst.fns.external_semaphore_properties)
-        } else {
-            inst.fns
-                .external_semaphore_properties
-                .or(inst.fns.external_semaphore_properties_khr)
-        };
-        let Some(next) = next else { return };
-        if info.is_null() || props.is_null() {
-            return;
-        }
-        let caps = physical_caps(&inst, pd);
-        if !caps.semaphore {
-            // SAFETY: the application's arguments, passed on.
-            return unsafe { next(pd, info, props) };
-        }
-        // SAFETY: valid structures per valid usage.
-        let (query, out) = unsafe { (*info, &mut *props) };
-        // SAFETY: the query's chain is valid.
-        let timeline = unsafe { find_in_chain::<vk::SemaphoreTypeCreateInfo<'_>>(query.p_next) }
-            .is_some_and(|t| t.semaphore_type == vk::SemaphoreType::TIMELINE);
-        let d3d12 = timeline && caps.d3d12;
-        let ty = query.handle_type;
-        if SEMAPHORE_WIN32_TYPES.contains(ty) && !ty.is_empty() {
-            if ty == vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE && !d3d12 {
-                out.external_semaphore_features = vk::ExternalSemaphoreFeatureFlags::empty();
-                out.compatible_handle_types = vk::ExternalSemaphoreHandleTypeFlags::empty();
-                out.export_from_imported_handle_types = vk::ExternalSemaphoreHandleTypeFlags::empty();
-                return;
-            }
-            let fd_query = vk::PhysicalDeviceExternalSemaphoreInfo {
-                handle_type: vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD,
-                ..query
-            };
-            // SAFETY: a valid query (the application's chain) and its output structure.
-            unsafe { next(pd, &fd_query, out) };
-            if !out.external_semaphore_features.contains(EXPORT_IMPORT_SEMAPHORE) {
-                out.external_semaphore_features = vk::ExternalSemaphoreFeatureFlags::empty();
-                out.compatible_handle_types = vk::ExternalSemaphoreHandleTypeFlags::empty();
-                out.export_from_imported_handle_types = vk::ExternalSemaphoreHandleTypeFlags::empty();
-                return;
-            }
-        } else {
-            // SAFETY: the application's arguments, passed on.
-            unsafe { next(pd, info, props) };
-        }
-        out.compatible_handle_types = widen_semaphore(out.compatible_handle_types, d3d12);
-        out.export_from_imported_handle_types = widen_semaphore(out.export_from_imported_handle_types, d3d12);
-    })
+    unsafe { properties::<SemaphoreQuery>(pd, info.cast(), props.cast(), true) }
 }

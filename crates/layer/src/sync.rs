@@ -6,13 +6,13 @@
 //! owns; a KMT value and a name are broker registrations of a driver fd (the broker holds its own
 //! duplicate), made and dropped through the object's [`Win32Exports`], exactly as the ICD does.
 
-use std::ffi::{c_ulong, c_void};
+use std::ffi::{c_int, c_ulong, c_void};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ash::vk;
-use ash::vk::Handle;
+use ash::vk::{Handle, TaggedStructure};
 use tether_handles::nt::{MIN_HANDLE_FD, duplicate_handle};
 use tether_handles::{
     BorrowedHandle, Broker, ExportError, HandleError, KmtHandle, NtHandle, ObjectName, Win32ExportAttributes,
@@ -24,28 +24,40 @@ use crate::device::{DeviceData, Mode, device_of};
 use crate::dispatch::{ChainCopy, ShardedMap, VkResult, find_in_chain, guard, result};
 use crate::fd_kind::{self, FdKind, Object};
 
-/// What the layer remembers of a fence.
-pub struct FenceData {
-    /// The Win32 types it was created exportable as.
-    pub export_types: vk::ExternalFenceHandleTypeFlags,
+/// What the layer remembers of any object it exports as Win32 handles.
+pub struct Win32State {
+    /// The Win32 types it was created exportable as (raw bits of its kind's handle-type flags).
+    pub export_types: u32,
     pub exports: Win32Exports,
     /// A payload was imported into it (so any Win32 type may be exported, as the driver's
     /// OPAQUE_FD `exportFromImportedHandleTypes` allows).
     pub imported: AtomicBool,
 }
 
+impl Win32State {
+    fn new(export_types: u32, attributes: Win32ExportAttributes) -> Win32State {
+        Win32State {
+            export_types,
+            exports: Win32Exports::new(attributes),
+            imported: AtomicBool::new(false),
+        }
+    }
+}
+
+/// What the layer remembers of a fence.
+pub struct FenceData {
+    pub win32: Win32State,
+}
+
 /// What the layer remembers of a semaphore.
 pub struct SemaphoreData {
-    /// The Win32 types it was created exportable as.
-    pub export_types: vk::ExternalSemaphoreHandleTypeFlags,
-    pub exports: Win32Exports,
+    pub win32: Win32State,
     pub timeline: bool,
     /// Its payload is a D3D12 fence: created exportable as D3D12_FENCE, or a D3D12_FENCE payload
     /// imported permanently. `VkD3D12FenceSubmitInfoKHR` values apply only to these.
     pub d3d12: AtomicBool,
     /// The highest value the layer let a D3D12 signal submit (see `submit`).
     pub last_signal: AtomicU64,
-    pub imported: AtomicBool,
 }
 
 /// Keyed by (device dispatch key, handle): non-dispatchable handles are only unique per device.
@@ -110,7 +122,337 @@ unsafe fn input<'a, T>(p: *const T) -> VkResult<&'a T> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The two kinds of object.
+
+/// The valid-usage ids of one `vkGet*Win32HandleKHR`.
+struct GetVuids {
+    object_parameter: &'static str,
+    not_exportable: &'static str,
+    already_exported: &'static str,
+}
+
+/// A kind of object the layer exports and imports: what differs between fences and semaphores
+/// (their structures, the driver's commands, the layer's table, the ids) is here, and the create,
+/// destroy, export and import paths are written once over it.
+trait Kind: 'static {
+    type Handle: Handle + Copy;
+    /// `Vk{Fence,Semaphore}CreateInfo`.
+    type CreateInfo: Copy;
+    /// `VkExport{Fence,Semaphore}CreateInfo`.
+    type ExportInfo: TaggedStructure;
+    /// `VkExport{Fence,Semaphore}Win32HandleInfoKHR`.
+    type Win32Info: TaggedStructure;
+    /// What the layer remembers of one.
+    type Data: Send + Sync + 'static;
+
+    const OBJECT: Object;
+    /// For messages: `fence`, `semaphore`.
+    const NAME: &'static str;
+    /// `VkFenceCreateInfo`, `VkSemaphoreCreateInfo`.
+    const CREATE_INFO: &'static str;
+    /// `VK_KHR_external_{fence,semaphore}_win32`.
+    const EXTENSION: &'static str;
+    /// Raw handle-type bits: the Win32 types, those of them that are NT handles, KMT, OPAQUE_FD.
+    const WIN32_TYPES: u32;
+    const NT_TYPES: u32;
+    const KMT: u32;
+    const OPAQUE_FD: u32;
+    /// The raw `TEMPORARY` import flag.
+    const TEMPORARY: u32;
+    /// `VUID-VkExport*Win32HandleInfoKHR-name-parameter`.
+    const EXPORT_NAME_VUID: &'static str;
+    const GET: GetVuids;
+    const IMPORT: ImportVuids;
+
+    fn objects() -> &'static ShardedMap<(usize, u64), Arc<Self::Data>>;
+    /// How the device treats the kind's Win32 extension.
+    fn mode(dev: &DeviceData) -> Mode;
+    fn export_types(export: &Self::ExportInfo) -> u32;
+    fn set_export_types(export: &mut Self::ExportInfo, types: u32);
+    /// `pAttributes`, `dwAccess`, `name`.
+    fn export_attributes(info: &Self::Win32Info) -> (*const c_void, c_ulong, *const u16);
+    fn p_next(info: &Self::CreateInfo) -> *const c_void;
+    fn with_p_next(info: &Self::CreateInfo, p_next: *const c_void) -> Self::CreateInfo;
+
+    /// The driver's `vkCreate*`.
+    ///
+    /// # Safety
+    /// Per the command.
+    unsafe fn driver_create(
+        dev: &DeviceData,
+        device: vk::Device,
+        info: *const Self::CreateInfo,
+        allocator: *const vk::AllocationCallbacks<'_>,
+        out: *mut Self::Handle,
+    ) -> vk::Result;
+
+    /// The driver's `vkDestroy*`.
+    ///
+    /// # Safety
+    /// Per the command.
+    unsafe fn driver_destroy(
+        dev: &DeviceData,
+        device: vk::Device,
+        object: Self::Handle,
+        allocator: *const vk::AllocationCallbacks<'_>,
+    );
+
+    /// The driver's `vkGet*FdKHR` for OPAQUE_FD (`None`: the driver has no such command).
+    fn driver_get_fd(dev: &DeviceData, object: Self::Handle, fd: &mut c_int) -> Option<vk::Result>;
+
+    /// The driver's `vkImport*FdKHR` of an OPAQUE_FD with `flags` (`None`: no such command).
+    ///
+    /// # Safety
+    /// `fd` is an fd the caller hands over (the driver owns it on success).
+    unsafe fn driver_import_fd(dev: &DeviceData, object: Self::Handle, flags: u32, fd: c_int) -> Option<vk::Result>;
+}
+
+/// Implements [`Kind`]: the facts of the kind as written in the invocation (its constants), and
+/// the rest from the names of its structures, commands and fields (a fence and a semaphore have
+/// the same structures under other names).
+macro_rules! kind {
+    (
+        $kind:ident: vk::$handle:ident (field $field:ident), $data:ident in $objects:ident,
+        structures $create_info:ident, $export_info:ident, $win32_info:ident, $get_fd_info:ident, $import_fd_info:ident,
+        flags $handle_types:ident, $import_flags:ident,
+        driver $create:ident, $destroy:ident, $get_fd:ident, $import_fd:ident;
+        $($facts:item)*
+    ) => {
+        impl Kind for $kind {
+            type Handle = vk::$handle;
+            type CreateInfo = vk::$create_info<'static>;
+            type ExportInfo = vk::$export_info<'static>;
+            type Win32Info = vk::$win32_info<'static>;
+            type Data = $data;
+
+            const OBJECT: Object = Object::$handle;
+            const CREATE_INFO: &'static str = concat!("Vk", stringify!($create_info));
+            const EXPORT_NAME_VUID: &'static str = concat!("VUID-Vk", stringify!($win32_info), "-name-parameter");
+            const KMT: u32 = vk::$handle_types::OPAQUE_WIN32_KMT.as_raw();
+            const OPAQUE_FD: u32 = vk::$handle_types::OPAQUE_FD.as_raw();
+            const TEMPORARY: u32 = vk::$import_flags::TEMPORARY.as_raw();
+            $($facts)*
+
+            fn objects() -> &'static ShardedMap<(usize, u64), Arc<$data>> {
+                &$objects
+            }
+
+            fn mode(dev: &DeviceData) -> Mode {
+                dev.$field
+            }
+
+            fn export_types(export: &Self::ExportInfo) -> u32 {
+                export.handle_types.as_raw()
+            }
+
+            fn set_export_types(export: &mut Self::ExportInfo, types: u32) {
+                export.handle_types = vk::$handle_types::from_raw(types);
+            }
+
+            fn export_attributes(info: &Self::Win32Info) -> (*const c_void, c_ulong, *const u16) {
+                (info.p_attributes, info.dw_access, info.name)
+            }
+
+            fn p_next(info: &Self::CreateInfo) -> *const c_void {
+                info.p_next
+            }
+
+            fn with_p_next(info: &Self::CreateInfo, p_next: *const c_void) -> Self::CreateInfo {
+                vk::$create_info { p_next, ..*info }
+            }
+
+            unsafe fn driver_create(
+                dev: &DeviceData,
+                device: vk::Device,
+                info: *const Self::CreateInfo,
+                allocator: *const vk::AllocationCallbacks<'_>,
+                out: *mut vk::$handle,
+            ) -> vk::Result {
+                // SAFETY: per the caller's contract.
+                unsafe { (dev.fns.$create)(device, info, allocator, out) }
+            }
+
+            unsafe fn driver_destroy(
+                dev: &DeviceData,
+                device: vk::Device,
+                object: vk::$handle,
+                allocator: *const vk::AllocationCallbacks<'_>,
+            ) {
+                // SAFETY: per the caller's contract.
+                unsafe { (dev.fns.$destroy)(device, object, allocator) }
+            }
+
+            fn driver_get_fd(dev: &DeviceData, object: vk::$handle, fd: &mut c_int) -> Option<vk::Result> {
+                let get = dev.fns.$get_fd?;
+                let info = vk::$get_fd_info::default()
+                    .$field(object)
+                    .handle_type(vk::$handle_types::OPAQUE_FD);
+                // SAFETY: valid input and output per the driver's command.
+                Some(unsafe { get(dev.handle, &info, fd) })
+            }
+
+            unsafe fn driver_import_fd(dev: &DeviceData, object: vk::$handle, flags: u32, fd: c_int) -> Option<vk::Result> {
+                let import = dev.fns.$import_fd?;
+                let info = vk::$import_fd_info::default()
+                    .$field(object)
+                    .flags(vk::$import_flags::from_raw(flags))
+                    .handle_type(vk::$handle_types::OPAQUE_FD)
+                    .fd(fd);
+                // SAFETY: a valid import of an fd the caller hands over.
+                Some(unsafe { import(dev.handle, &info) })
+            }
+        }
+    };
+}
+
+/// Fences.
+enum FenceKind {}
+
+kind! {
+    FenceKind: vk::Fence (field fence), FenceData in FENCES,
+    structures FenceCreateInfo, ExportFenceCreateInfo, ExportFenceWin32HandleInfoKHR, FenceGetFdInfoKHR, ImportFenceFdInfoKHR,
+    flags ExternalFenceHandleTypeFlags, FenceImportFlags,
+    driver create_fence, destroy_fence, get_fence_fd, import_fence_fd;
+
+    const NAME: &'static str = "fence";
+    const EXTENSION: &'static str = "VK_KHR_external_fence_win32";
+    const WIN32_TYPES: u32 = FENCE_WIN32_TYPES.as_raw();
+    const NT_TYPES: u32 = vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32.as_raw();
+    const GET: GetVuids = GetVuids {
+        object_parameter: "VUID-VkFenceGetWin32HandleInfoKHR-fence-parameter",
+        not_exportable: "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01448",
+        already_exported: "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01449",
+    };
+    const IMPORT: ImportVuids = ImportVuids {
+        object_parameter: "VUID-VkImportFenceWin32HandleInfoKHR-fence-parameter",
+        handle_and_name: "VUID-VkImportFenceWin32HandleInfoKHR-handle-01462",
+        name_with_kmt: "VUID-VkImportFenceWin32HandleInfoKHR-handleType-01459",
+    };
+}
+
+/// Semaphores (binary and timeline).
+enum SemaphoreKind {}
+
+kind! {
+    SemaphoreKind: vk::Semaphore (field semaphore), SemaphoreData in SEMAPHORES,
+    structures SemaphoreCreateInfo, ExportSemaphoreCreateInfo, ExportSemaphoreWin32HandleInfoKHR,
+        SemaphoreGetFdInfoKHR, ImportSemaphoreFdInfoKHR,
+    flags ExternalSemaphoreHandleTypeFlags, SemaphoreImportFlags,
+    driver create_semaphore, destroy_semaphore, get_semaphore_fd, import_semaphore_fd;
+
+    const NAME: &'static str = "semaphore";
+    const EXTENSION: &'static str = "VK_KHR_external_semaphore_win32";
+    const WIN32_TYPES: u32 = SEMAPHORE_WIN32_TYPES.as_raw();
+    const NT_TYPES: u32 = vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32.as_raw()
+        | vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE.as_raw();
+    const GET: GetVuids = GetVuids {
+        object_parameter: "VUID-VkSemaphoreGetWin32HandleInfoKHR-semaphore-parameter",
+        not_exportable: "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01126",
+        already_exported: "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01127",
+    };
+    const IMPORT: ImportVuids = ImportVuids {
+        object_parameter: "VUID-VkImportSemaphoreWin32HandleInfoKHR-semaphore-parameter",
+        handle_and_name: "VUID-VkImportSemaphoreWin32HandleInfoKHR-handle-01469",
+        name_with_kmt: "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-01466",
+    };
+}
+
+/// A Win32 command of a kind: the device; where the driver has the extension itself, its own
+/// command (`native`), and where nobody enabled it, a refusal; the input structure; what the
+/// layer knows of the object (`object` picks it from the input; an unknown one breaks
+/// `object_vuid`); then `body`. A panic or an error becomes the command's result.
+///
+/// # Safety
+/// `device` is a live device; `info` is NULL or valid.
+unsafe fn command<K: Kind, I>(
+    device: vk::Device,
+    info: *const I,
+    native: impl FnOnce(&DeviceData) -> vk::Result,
+    object: impl FnOnce(&I) -> K::Handle,
+    object_vuid: &str,
+    body: impl FnOnce(&DeviceData, &I, &K::Data) -> VkResult<()>,
+) -> vk::Result {
+    guard(vk::Result::ERROR_OUT_OF_HOST_MEMORY, || {
+        result((|| {
+            // SAFETY: per the caller's contract.
+            let dev = unsafe { self::device(device.as_raw()) }?;
+            match K::mode(&dev) {
+                Mode::Emulated => {}
+                Mode::Native => return Err(native(&dev)),
+                Mode::Off => return Err(not_enabled(&dev, K::EXTENSION)),
+            }
+            // SAFETY: per the caller's contract.
+            let info = unsafe { input(info) }?;
+            let Some(data) = K::objects().get(&(dev.key, object(info).as_raw())) else {
+                return Err(dev
+                    .reporter()
+                    .validation(object_vuid, &format!("not a {} of this device", K::NAME)));
+            };
+            body(&dev, info, &data)
+        })())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
 // Create and destroy.
+
+/// `vkCreate{Fence,Semaphore}` through the driver: the Win32 export types of
+/// `VkExport*CreateInfo` become OPAQUE_FD and `VkExport*Win32HandleInfoKHR` leaves the chain
+/// (the driver knows neither). `check` sees the Win32 types first. Returns the Win32 types and
+/// the export attributes.
+///
+/// # Safety
+/// Per `vkCreate*`; `info` is `create_info`.
+unsafe fn create<K: Kind>(
+    dev: &DeviceData,
+    device: vk::Device,
+    info: &K::CreateInfo,
+    allocator: *const vk::AllocationCallbacks<'_>,
+    out: *mut K::Handle,
+    check: impl FnOnce(u32) -> VkResult<()>,
+) -> VkResult<(u32, Win32ExportAttributes)> {
+    let p_next = K::p_next(info);
+    // SAFETY: the chain is valid.
+    let (export, win32_info) = unsafe {
+        (
+            find_in_chain::<K::ExportInfo>(p_next),
+            find_in_chain::<K::Win32Info>(p_next),
+        )
+    };
+    let win32 = export.map_or(0, |e| K::export_types(e) & K::WIN32_TYPES);
+    check(win32)?;
+    let attributes = match win32_info {
+        // Ignored unless the export types hold an NT type (VUID-VkExportFenceWin32HandleInfoKHR-
+        // handleTypes-01447, VUID-VkExportSemaphoreWin32HandleInfoKHR-handleTypes-01125).
+        Some(i) if win32 & K::NT_TYPES != 0 => {
+            let (attributes, access, name) = K::export_attributes(i);
+            // SAFETY: the structure's pointers are valid per valid usage.
+            unsafe { export_attributes(dev, attributes, access, name, K::EXPORT_NAME_VUID) }?
+        }
+        _ => Win32ExportAttributes::default(),
+    };
+    let r = if win32 == 0 && win32_info.is_none() {
+        // SAFETY: the application's arguments, passed on.
+        unsafe { K::driver_create(dev, device, info, allocator, out) }
+    } else {
+        // SAFETY: the chain is valid.
+        let mut chain = unsafe { ChainCopy::new(p_next) };
+        strip_win32_export(dev, &mut chain, K::Win32Info::STRUCTURE_TYPE, K::CREATE_INFO);
+        if win32 != 0 {
+            let Some(e) = chain.find_mut::<K::ExportInfo>() else {
+                return Err(unknown_structure(dev, K::CREATE_INFO));
+            };
+            K::set_export_types(e, (K::export_types(e) & !K::WIN32_TYPES) | K::OPAQUE_FD);
+        }
+        let modified = K::with_p_next(info, chain.link());
+        // SAFETY: the application's create info with the rewritten chain.
+        unsafe { K::driver_create(dev, device, &modified, allocator, out) }
+    };
+    if r != vk::Result::SUCCESS {
+        return Err(r);
+    }
+    Ok((win32, attributes))
+}
 
 /// # Safety
 /// Per `vkCreateFence`.
@@ -125,70 +467,62 @@ pub unsafe extern "system" fn create_fence(
             // SAFETY: valid handle and pointers per valid usage.
             let dev = unsafe { self::device(device.as_raw()) }?;
             // SAFETY: as above.
-            let ci = unsafe { input(create_info) }?;
-            // SAFETY: the chain is valid.
-            let (export, win32_info) = unsafe {
-                (
-                    find_in_chain::<vk::ExportFenceCreateInfo<'_>>(ci.p_next),
-                    find_in_chain::<vk::ExportFenceWin32HandleInfoKHR<'_>>(ci.p_next),
-                )
-            };
-            let win32 = export.map_or(vk::ExternalFenceHandleTypeFlags::empty(), |e| {
-                e.handle_types & FENCE_WIN32_TYPES
-            });
-            let attributes = match win32_info {
-                // Ignored unless the export types hold OPAQUE_WIN32 (VUID-...-handleTypes-01447).
-                Some(i) if win32.contains(vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32) => {
-                    // SAFETY: the structure's pointers are valid per valid usage.
-                    unsafe {
-                        export_attributes(
-                            &dev,
-                            i.p_attributes,
-                            i.dw_access,
-                            i.name,
-                            "VUID-VkExportFenceWin32HandleInfoKHR-name-parameter",
-                        )
-                    }?
-                }
-                _ => Win32ExportAttributes::default(),
-            };
-            let next = dev.fns.create_fence;
-            let r = if win32.is_empty() && win32_info.is_none() {
-                // SAFETY: the application's arguments, passed on.
-                unsafe { next(device, create_info, allocator, fence) }
-            } else {
-                // SAFETY: the chain is valid.
-                let mut chain = unsafe { ChainCopy::new(ci.p_next) };
-                strip_win32_export(
-                    &dev,
-                    &mut chain,
-                    vk::StructureType::EXPORT_FENCE_WIN32_HANDLE_INFO_KHR,
-                    "VkFenceCreateInfo",
-                );
-                if !win32.is_empty() {
-                    let Some(e) = chain.find_mut::<vk::ExportFenceCreateInfo<'_>>() else {
-                        return Err(unknown_structure(&dev, "VkFenceCreateInfo"));
-                    };
-                    e.handle_types =
-                        (e.handle_types & !FENCE_WIN32_TYPES) | vk::ExternalFenceHandleTypeFlags::OPAQUE_FD;
-                }
-                let modified = vk::FenceCreateInfo {
-                    p_next: chain.link(),
-                    ..*ci
-                };
-                // SAFETY: the application's create info with the rewritten chain.
-                unsafe { next(device, &modified, allocator, fence) }
-            };
-            if r != vk::Result::SUCCESS {
-                return Err(r);
-            }
+            let ci = unsafe { input(create_info.cast::<vk::FenceCreateInfo<'static>>()) }?;
+            // SAFETY: as above.
+            let (win32, attributes) = unsafe { create::<FenceKind>(&dev, device, ci, allocator, fence, |_| Ok(())) }?;
             let data = FenceData {
-                export_types: win32,
-                exports: Win32Exports::new(attributes),
-                imported: AtomicBool::new(false),
+                win32: Win32State::new(win32, attributes),
             };
             // SAFETY: the fence was just written.
             FENCES.insert((dev.key, unsafe { *fence }.as_raw()), Arc::new(data));
+            Ok(())
+        })())
+    })
+}
+
+/// # Safety
+/// Per `vkCreateSemaphore`.
+pub unsafe extern "system" fn create_semaphore(
+    device: vk::Device,
+    create_info: *const vk::SemaphoreCreateInfo<'_>,
+    allocator: *const vk::AllocationCallbacks<'_>,
+    semaphore: *mut vk::Semaphore,
+) -> vk::Result {
+    guard(vk::Result::ERROR_OUT_OF_HOST_MEMORY, || {
+        result((|| {
+            // SAFETY: valid handle and pointers per valid usage.
+            let dev = unsafe { self::device(device.as_raw()) }?;
+            // SAFETY: as above.
+            let ci = unsafe { input(create_info.cast::<vk::SemaphoreCreateInfo<'static>>()) }?;
+            // SAFETY: the chain is valid.
+            let type_info = unsafe { find_in_chain::<vk::SemaphoreTypeCreateInfo<'_>>(ci.p_next) };
+            let timeline = type_info.is_some_and(|t| t.semaphore_type == vk::SemaphoreType::TIMELINE);
+            let initial = type_info.filter(|_| timeline).map_or(0, |t| t.initial_value);
+            let d3d12_bit = vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE.as_raw();
+            let check = |win32: u32| {
+                if win32 & d3d12_bit != 0 && !(timeline && dev.d3d12) {
+                    return Err(dev.reporter().validation(
+                        "VUID-VkExportSemaphoreCreateInfo-handleTypes-01124",
+                        if timeline {
+                            "D3D12_FENCE is not offered: the driver has no exportable and importable timeline OPAQUE_FD"
+                        } else {
+                            "through this layer D3D12_FENCE is offered for timeline semaphores only"
+                        },
+                    ));
+                }
+                Ok(())
+            };
+            // SAFETY: as above.
+            let (win32, attributes) =
+                unsafe { create::<SemaphoreKind>(&dev, device, ci, allocator, semaphore, check) }?;
+            let data = SemaphoreData {
+                win32: Win32State::new(win32, attributes),
+                timeline,
+                d3d12: AtomicBool::new(win32 & d3d12_bit != 0),
+                last_signal: AtomicU64::new(initial),
+            };
+            // SAFETY: the semaphore was just written.
+            SEMAPHORES.insert((dev.key, unsafe { *semaphore }.as_raw()), Arc::new(data));
             Ok(())
         })())
     })
@@ -219,6 +553,23 @@ fn unknown_structure(dev: &DeviceData, parent: &str) -> vk::Result {
     )
 }
 
+/// `vkDestroy{Fence,Semaphore}`: dropping the layer's data unregisters the object's name and
+/// KMT value.
+///
+/// # Safety
+/// Per `vkDestroy*`.
+unsafe fn destroy<K: Kind>(device: vk::Device, object: K::Handle, allocator: *const vk::AllocationCallbacks<'_>) {
+    guard((), || {
+        // SAFETY: a live device per valid usage.
+        let Ok(dev) = (unsafe { self::device(device.as_raw()) }) else {
+            return;
+        };
+        drop(K::objects().remove(&(dev.key, object.as_raw())));
+        // SAFETY: the application's arguments, passed on.
+        unsafe { K::driver_destroy(&dev, device, object, allocator) };
+    })
+}
+
 /// # Safety
 /// Per `vkDestroyFence`.
 pub unsafe extern "system" fn destroy_fence(
@@ -226,117 +577,8 @@ pub unsafe extern "system" fn destroy_fence(
     fence: vk::Fence,
     allocator: *const vk::AllocationCallbacks<'_>,
 ) {
-    guard((), || {
-        // SAFETY: a live device per valid usage.
-        let Ok(dev) = (unsafe { self::device(device.as_raw()) }) else {
-            return;
-        };
-        // Dropping the data unregisters its name and KMT value.
-        drop(FENCES.remove(&(dev.key, fence.as_raw())));
-        // SAFETY: the application's arguments, passed on.
-        unsafe { (dev.fns.destroy_fence)(device, fence, allocator) };
-    })
-}
-
-/// # Safety
-/// Per `vkCreateSemaphore`.
-pub unsafe extern "system" fn create_semaphore(
-    device: vk::Device,
-    create_info: *const vk::SemaphoreCreateInfo<'_>,
-    allocator: *const vk::AllocationCallbacks<'_>,
-    semaphore: *mut vk::Semaphore,
-) -> vk::Result {
-    guard(vk::Result::ERROR_OUT_OF_HOST_MEMORY, || {
-        result((|| {
-            // SAFETY: valid handle and pointers per valid usage.
-            let dev = unsafe { self::device(device.as_raw()) }?;
-            // SAFETY: as above.
-            let ci = unsafe { input(create_info) }?;
-            // SAFETY: the chain is valid.
-            let (export, win32_info, type_info) = unsafe {
-                (
-                    find_in_chain::<vk::ExportSemaphoreCreateInfo<'_>>(ci.p_next),
-                    find_in_chain::<vk::ExportSemaphoreWin32HandleInfoKHR<'_>>(ci.p_next),
-                    find_in_chain::<vk::SemaphoreTypeCreateInfo<'_>>(ci.p_next),
-                )
-            };
-            let timeline = type_info.is_some_and(|t| t.semaphore_type == vk::SemaphoreType::TIMELINE);
-            let initial = type_info.filter(|_| timeline).map_or(0, |t| t.initial_value);
-            let win32 = export.map_or(vk::ExternalSemaphoreHandleTypeFlags::empty(), |e| {
-                e.handle_types & SEMAPHORE_WIN32_TYPES
-            });
-            let d3d12 = win32.contains(vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE);
-            if d3d12 && !(timeline && dev.d3d12) {
-                return Err(dev.reporter().validation(
-                    "VUID-VkExportSemaphoreCreateInfo-handleTypes-01124",
-                    if timeline {
-                        "D3D12_FENCE is not offered: the driver has no exportable and importable timeline OPAQUE_FD"
-                    } else {
-                        "through this layer D3D12_FENCE is offered for timeline semaphores only"
-                    },
-                ));
-            }
-            let nt_types =
-                vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32 | vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE;
-            let attributes = match win32_info {
-                // Ignored unless the export types hold an NT type (VUID-...-handleTypes-01125).
-                Some(i) if win32.intersects(nt_types) => {
-                    // SAFETY: the structure's pointers are valid per valid usage.
-                    unsafe {
-                        export_attributes(
-                            &dev,
-                            i.p_attributes,
-                            i.dw_access,
-                            i.name,
-                            "VUID-VkExportSemaphoreWin32HandleInfoKHR-name-parameter",
-                        )
-                    }?
-                }
-                _ => Win32ExportAttributes::default(),
-            };
-            let next = dev.fns.create_semaphore;
-            let r = if win32.is_empty() && win32_info.is_none() {
-                // SAFETY: the application's arguments, passed on.
-                unsafe { next(device, create_info, allocator, semaphore) }
-            } else {
-                // SAFETY: the chain is valid.
-                let mut chain = unsafe { ChainCopy::new(ci.p_next) };
-                strip_win32_export(
-                    &dev,
-                    &mut chain,
-                    vk::StructureType::EXPORT_SEMAPHORE_WIN32_HANDLE_INFO_KHR,
-                    "VkSemaphoreCreateInfo",
-                );
-                if !win32.is_empty() {
-                    let Some(e) = chain.find_mut::<vk::ExportSemaphoreCreateInfo<'_>>() else {
-                        return Err(unknown_structure(&dev, "VkSemaphoreCreateInfo"));
-                    };
-                    e.handle_types =
-                        (e.handle_types & !SEMAPHORE_WIN32_TYPES) | vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD;
-                }
-                let modified = vk::SemaphoreCreateInfo {
-                    p_next: chain.link(),
-                    ..*ci
-                };
-                // SAFETY: the application's create info with the rewritten chain.
-                unsafe { next(device, &modified, allocator, semaphore) }
-            };
-            if r != vk::Result::SUCCESS {
-                return Err(r);
-            }
-            let data = SemaphoreData {
-                export_types: win32,
-                exports: Win32Exports::new(attributes),
-                timeline,
-                d3d12: AtomicBool::new(d3d12),
-                last_signal: AtomicU64::new(initial),
-                imported: AtomicBool::new(false),
-            };
-            // SAFETY: the semaphore was just written.
-            SEMAPHORES.insert((dev.key, unsafe { *semaphore }.as_raw()), Arc::new(data));
-            Ok(())
-        })())
-    })
+    // SAFETY: per the caller's contract.
+    unsafe { destroy::<FenceKind>(device, fence, allocator) }
 }
 
 /// # Safety
@@ -346,15 +588,8 @@ pub unsafe extern "system" fn destroy_semaphore(
     semaphore: vk::Semaphore,
     allocator: *const vk::AllocationCallbacks<'_>,
 ) {
-    guard((), || {
-        // SAFETY: a live device per valid usage.
-        let Ok(dev) = (unsafe { self::device(device.as_raw()) }) else {
-            return;
-        };
-        drop(SEMAPHORES.remove(&(dev.key, semaphore.as_raw())));
-        // SAFETY: the application's arguments, passed on.
-        unsafe { (dev.fns.destroy_semaphore)(device, semaphore, allocator) };
-    })
+    // SAFETY: per the caller's contract.
+    unsafe { destroy::<SemaphoreKind>(device, semaphore, allocator) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -461,6 +696,55 @@ unsafe fn write_handle(out: *mut vk::HANDLE, handle: isize, nt: bool) -> VkResul
     Ok(())
 }
 
+/// The driver's OPAQUE_FD of an object (learning the kind of file the driver exports).
+fn driver_fd<K: Kind>(dev: &DeviceData, object: K::Handle) -> VkResult<OwnedFd> {
+    let mut fd = -1;
+    let r = K::driver_get_fd(dev, object, &mut fd).ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
+    if r != vk::Result::SUCCESS {
+        return Err(r);
+    }
+    if fd < 0 {
+        return Err(export_failed(dev, &HandleError::InvalidHandle));
+    }
+    // SAFETY: the driver returned a new fd the caller owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    dev.fd_kinds.learn(K::OBJECT, fd.as_fd());
+    Ok(fd)
+}
+
+/// What `vkGet{Fence,Semaphore}Win32HandleKHR` do once the kind has checked the handle type
+/// `ty` (raw): the object must be exportable as it (or hold an import), `payload` checks what
+/// the kind needs of the payload, a read-only NT handle is refused, and the driver's OPAQUE_FD
+/// becomes the handle written to `out`.
+///
+/// # Safety
+/// `out` is NULL or writable.
+unsafe fn get_win32_handle<K: Kind>(
+    dev: &DeviceData,
+    object: K::Handle,
+    state: &Win32State,
+    ty: u32,
+    tag: u32,
+    payload: impl FnOnce() -> VkResult<()>,
+    out: *mut vk::HANDLE,
+) -> VkResult<()> {
+    if !state.imported.load(Ordering::Relaxed) && state.export_types & ty != ty {
+        return Err(dev.reporter().validation(
+            K::GET.not_exportable,
+            &format!("the {} was not created exportable as this handle type", K::NAME),
+        ));
+    }
+    payload()?;
+    let nt = ty != K::KMT;
+    if nt && !state.exports.attributes.allows_signal() {
+        return Err(read_only_refused(dev, state.exports.attributes.access));
+    }
+    let fd = driver_fd::<K>(dev, object)?;
+    let handle = export(dev, &state.exports, ty, nt, fd, tag, K::GET.already_exported)?;
+    // SAFETY: per the caller's contract.
+    unsafe { write_handle(out, handle, nt) }
+}
+
 /// # Safety
 /// Per `vkGetFenceWin32HandleKHR`.
 pub unsafe extern "system" fn get_fence_win32_handle(
@@ -468,100 +752,31 @@ pub unsafe extern "system" fn get_fence_win32_handle(
     info: *const vk::FenceGetWin32HandleInfoKHR<'_>,
     out: *mut vk::HANDLE,
 ) -> vk::Result {
-    guard(vk::Result::ERROR_OUT_OF_HOST_MEMORY, || {
-        result((|| {
-            // SAFETY: valid handle and pointers per valid usage.
-            let dev = unsafe { self::device(device.as_raw()) }?;
-            match dev.fence {
-                Mode::Emulated => {}
-                // SAFETY: the application's arguments, passed to the driver's own command.
-                Mode::Native => return Err(unsafe { native_get_fence(&dev, info, out) }),
-                Mode::Off => return Err(not_enabled(&dev, "VK_KHR_external_fence_win32")),
-            }
-            // SAFETY: as above.
-            let info = unsafe { input(info) }?;
-            let Some(fence) = FENCES.get(&(dev.key, info.fence.as_raw())) else {
-                return Err(dev.reporter().validation(
-                    "VUID-VkFenceGetWin32HandleInfoKHR-fence-parameter",
-                    "not a fence of this device",
-                ));
-            };
-            let ty = info.handle_type;
-            if ty != vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32
-                && ty != vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT
-            {
-                return Err(dev.reporter().validation(
-                    "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01452",
-                    &format!("{ty:?} is not a Win32 handle type for fences"),
-                ));
-            }
-            if !fence.imported.load(Ordering::Relaxed) && !fence.export_types.contains(ty) {
-                return Err(dev.reporter().validation(
-                    "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01448",
-                    "the fence was not created exportable as this handle type",
-                ));
-            }
-            let nt = ty == vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32;
-            if nt && !fence.exports.attributes.allows_signal() {
-                return Err(read_only_refused(&dev, fence.exports.attributes.access));
-            }
-            let fd = driver_fence_fd(&dev, info.fence)?;
-            let handle = export(
-                &dev,
-                &fence.exports,
-                ty.as_raw(),
-                nt,
-                fd,
-                TAG_FENCE,
-                "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01449",
-            )?;
-            // SAFETY: writable output per valid usage.
-            unsafe { write_handle(out, handle, nt) }
-        })())
-    })
-}
-
-fn driver_fence_fd(dev: &DeviceData, fence: vk::Fence) -> VkResult<OwnedFd> {
-    let get = dev.fns.get_fence_fd.ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
-    let info = vk::FenceGetFdInfoKHR::default()
-        .fence(fence)
-        .handle_type(vk::ExternalFenceHandleTypeFlags::OPAQUE_FD);
-    let mut fd = -1;
-    // SAFETY: valid input and output per the driver's command.
-    let r = unsafe { get(dev.handle, &info, &mut fd) };
-    if r != vk::Result::SUCCESS {
-        return Err(r);
+    let body = |dev: &DeviceData, info: &vk::FenceGetWin32HandleInfoKHR<'_>, fence: &FenceData| {
+        let ty = info.handle_type;
+        if ty != vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32
+            && ty != vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT
+        {
+            return Err(dev.reporter().validation(
+                "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01452",
+                &format!("{ty:?} is not a Win32 handle type for fences"),
+            ));
+        }
+        // SAFETY: writable output per valid usage.
+        unsafe { get_win32_handle::<FenceKind>(dev, info.fence, &fence.win32, ty.as_raw(), TAG_FENCE, || Ok(()), out) }
+    };
+    // SAFETY: valid handle and pointers per valid usage; the driver's own command gets the
+    // application's arguments.
+    unsafe {
+        command::<FenceKind, _>(
+            device,
+            info,
+            |dev| native_get_fence(dev, info, out),
+            |i| i.fence,
+            FenceKind::GET.object_parameter,
+            body,
+        )
     }
-    if fd < 0 {
-        return Err(export_failed(dev, &HandleError::InvalidHandle));
-    }
-    // SAFETY: the driver returned a new fd the caller owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    dev.fd_kinds.learn(Object::Fence, fd.as_fd());
-    Ok(fd)
-}
-
-fn driver_semaphore_fd(dev: &DeviceData, semaphore: vk::Semaphore) -> VkResult<OwnedFd> {
-    let get = dev
-        .fns
-        .get_semaphore_fd
-        .ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
-    let info = vk::SemaphoreGetFdInfoKHR::default()
-        .semaphore(semaphore)
-        .handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD);
-    let mut fd = -1;
-    // SAFETY: valid input and output per the driver's command.
-    let r = unsafe { get(dev.handle, &info, &mut fd) };
-    if r != vk::Result::SUCCESS {
-        return Err(r);
-    }
-    if fd < 0 {
-        return Err(export_failed(dev, &HandleError::InvalidHandle));
-    }
-    // SAFETY: the driver returned a new fd the caller owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    dev.fd_kinds.learn(Object::Semaphore, fd.as_fd());
-    Ok(fd)
 }
 
 /// # Safety
@@ -571,66 +786,52 @@ pub unsafe extern "system" fn get_semaphore_win32_handle(
     info: *const vk::SemaphoreGetWin32HandleInfoKHR<'_>,
     out: *mut vk::HANDLE,
 ) -> vk::Result {
-    guard(vk::Result::ERROR_OUT_OF_HOST_MEMORY, || {
-        result((|| {
-            // SAFETY: valid handle and pointers per valid usage.
-            let dev = unsafe { self::device(device.as_raw()) }?;
-            match dev.semaphore {
-                Mode::Emulated => {}
-                // SAFETY: the application's arguments, passed to the driver's own command.
-                Mode::Native => return Err(unsafe { native_get_semaphore(&dev, info, out) }),
-                Mode::Off => return Err(not_enabled(&dev, "VK_KHR_external_semaphore_win32")),
-            }
-            // SAFETY: as above.
-            let info = unsafe { input(info) }?;
-            let Some(sem) = SEMAPHORES.get(&(dev.key, info.semaphore.as_raw())) else {
+    let body = |dev: &DeviceData, info: &vk::SemaphoreGetWin32HandleInfoKHR<'_>, sem: &SemaphoreData| {
+        let ty = info.handle_type;
+        let offered = offered_semaphore_types(dev, sem.timeline);
+        if ty.is_empty() || !offered.contains(ty) || ty.as_raw().count_ones() != 1 {
+            return Err(dev.reporter().validation(
+                "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01131",
+                &format!(
+                    "{ty:?} is not a Win32 handle type offered for a {} semaphore",
+                    if sem.timeline { "timeline" } else { "binary" }
+                ),
+            ));
+        }
+        let d3d12_payload = || {
+            if ty == vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE && !sem.d3d12.load(Ordering::Relaxed) {
                 return Err(dev.reporter().validation(
-                    "VUID-VkSemaphoreGetWin32HandleInfoKHR-semaphore-parameter",
-                    "not a semaphore of this device",
-                ));
-            };
-            let ty = info.handle_type;
-            let offered = offered_semaphore_types(&dev, sem.timeline);
-            if ty.is_empty() || !offered.contains(ty) || ty.as_raw().count_ones() != 1 {
-                return Err(dev.reporter().validation(
-                    "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01131",
-                    &format!(
-                        "{ty:?} is not a Win32 handle type offered for a {} semaphore",
-                        if sem.timeline { "timeline" } else { "binary" }
-                    ),
-                ));
-            }
-            if !sem.imported.load(Ordering::Relaxed) && !sem.export_types.contains(ty) {
-                return Err(dev.reporter().validation(
-                    "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01126",
-                    "the semaphore was not created exportable as this handle type",
-                ));
-            }
-            let d3d12 = ty == vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE;
-            if d3d12 && !sem.d3d12.load(Ordering::Relaxed) {
-                return Err(dev.reporter().validation(
-                    "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01126",
+                    SemaphoreKind::GET.not_exportable,
                     "the semaphore's payload is not a D3D12 fence",
                 ));
             }
-            let nt = ty != vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT;
-            if nt && !sem.exports.attributes.allows_signal() {
-                return Err(read_only_refused(&dev, sem.exports.attributes.access));
-            }
-            let fd = driver_semaphore_fd(&dev, info.semaphore)?;
-            let handle = export(
+            Ok(())
+        };
+        // SAFETY: writable output per valid usage.
+        unsafe {
+            get_win32_handle::<SemaphoreKind>(
                 &dev,
-                &sem.exports,
+                info.semaphore,
+                &sem.win32,
                 ty.as_raw(),
-                nt,
-                fd,
                 semaphore_tag(&sem),
-                "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01127",
-            )?;
-            // SAFETY: writable output per valid usage.
-            unsafe { write_handle(out, handle, nt) }
-        })())
-    })
+                d3d12_payload,
+                out,
+            )
+        }
+    };
+    // SAFETY: valid handle and pointers per valid usage; the driver's own command gets the
+    // application's arguments.
+    unsafe {
+        command::<SemaphoreKind, _>(
+            device,
+            info,
+            |dev| native_get_semaphore(dev, info, out),
+            |i| i.semaphore,
+            SemaphoreKind::GET.object_parameter,
+            body,
+        )
+    }
 }
 
 /// The Win32 semaphore types the layer offers on a device for one semaphore type.
@@ -656,19 +857,10 @@ fn invalid_handle(dev: &DeviceData, text: &str) -> vk::Result {
 
 /// The valid-usage ids of one import command.
 struct ImportVuids {
+    object_parameter: &'static str,
     handle_and_name: &'static str,
     name_with_kmt: &'static str,
 }
-
-const FENCE_IMPORT: ImportVuids = ImportVuids {
-    handle_and_name: "VUID-VkImportFenceWin32HandleInfoKHR-handle-01462",
-    name_with_kmt: "VUID-VkImportFenceWin32HandleInfoKHR-handleType-01459",
-};
-
-const SEMAPHORE_IMPORT: ImportVuids = ImportVuids {
-    handle_and_name: "VUID-VkImportSemaphoreWin32HandleInfoKHR-handle-01469",
-    name_with_kmt: "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-01466",
-};
 
 /// Resolves what a Win32 import names (an NT handle, a KMT value, a name) to an fd of our own:
 /// a duplicate of the NT handle (a Win32 import never takes ownership), or the broker's fd.
@@ -767,68 +959,91 @@ fn driver_import_failed(dev: &DeviceData, object: Object, r: vk::Result) -> vk::
     }
 }
 
+/// What `vkImport{Fence,Semaphore}Win32HandleKHR` do once the kind has checked the handle type:
+/// resolve what the import names to an fd of the layer's own; `check` sees the broker's tag of
+/// a name or KMT value (and returns what the kind's bookkeeping needs); a file that is not the
+/// driver's kind of payload is refused.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated UTF-16 string; `handle` is only borrowed.
+unsafe fn resolve_import<K: Kind, T>(
+    dev: &DeviceData,
+    handle: isize,
+    name: *const u16,
+    kmt: bool,
+    check: impl FnOnce(Option<u32>) -> VkResult<T>,
+) -> VkResult<(T, OwnedFd)> {
+    // SAFETY: per the caller's contract.
+    let (tag, fd) = unsafe { resolve(dev, handle, name, kmt, &K::IMPORT) }?;
+    let checked = check(tag.filter(|t| t & 0xffff_0000 == TAG_PREFIX))?;
+    check_kind(dev, K::OBJECT, fd.as_fd())?;
+    Ok((checked, fd))
+}
+
+/// Imports `fd` into the driver's object as OPAQUE_FD with `flags` (the driver owns the fd on
+/// success) and records it: a permanent import replaces the payload, so the object's Win32
+/// exports are forgotten. Returns whether the import was temporary.
+fn install<K: Kind>(
+    dev: &DeviceData,
+    object: K::Handle,
+    state: &Win32State,
+    flags: u32,
+    fd: OwnedFd,
+) -> VkResult<bool> {
+    let raw = fd.into_raw_fd();
+    // SAFETY: a valid import of an fd the layer owns; on success the driver owns it.
+    let r = unsafe { K::driver_import_fd(dev, object, flags, raw) };
+    if r != Some(vk::Result::SUCCESS) {
+        // SAFETY: the driver did not take the fd; it is still ours to close.
+        drop(unsafe { OwnedFd::from_raw_fd(raw) });
+        return Err(r.map_or(vk::Result::ERROR_INITIALIZATION_FAILED, |r| {
+            driver_import_failed(dev, K::OBJECT, r)
+        }));
+    }
+    let temporary = flags & K::TEMPORARY != 0;
+    if !temporary {
+        state.exports.forget();
+    }
+    state.imported.store(true, Ordering::Relaxed);
+    Ok(temporary)
+}
+
 /// # Safety
 /// Per `vkImportFenceWin32HandleKHR`.
 pub unsafe extern "system" fn import_fence_win32_handle(
     device: vk::Device,
     info: *const vk::ImportFenceWin32HandleInfoKHR<'_>,
 ) -> vk::Result {
-    guard(vk::Result::ERROR_OUT_OF_HOST_MEMORY, || {
-        result((|| {
-            // SAFETY: valid handle and pointers per valid usage.
-            let dev = unsafe { self::device(device.as_raw()) }?;
-            match dev.fence {
-                Mode::Emulated => {}
-                // SAFETY: the application's arguments, passed to the driver's own command.
-                Mode::Native => return Err(unsafe { native_import_fence(&dev, info) }),
-                Mode::Off => return Err(not_enabled(&dev, "VK_KHR_external_fence_win32")),
-            }
-            // SAFETY: as above.
-            let info = unsafe { input(info) }?;
-            let Some(fence) = FENCES.get(&(dev.key, info.fence.as_raw())) else {
-                return Err(dev.reporter().validation(
-                    "VUID-VkImportFenceWin32HandleInfoKHR-fence-parameter",
-                    "not a fence of this device",
-                ));
-            };
-            let ty = info.handle_type;
-            let kmt = ty == vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT;
-            if ty != vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32 && !kmt {
-                return Err(dev.reporter().validation(
-                    "VUID-VkImportFenceWin32HandleInfoKHR-handleType-01457",
-                    &format!("{ty:?} is not a Win32 handle type for fences"),
-                ));
-            }
-            // SAFETY: `name` is NULL or a NUL-terminated string per valid usage; the handle is borrowed.
-            let (tag, fd) = unsafe { resolve(&dev, info.handle, info.name, kmt, &FENCE_IMPORT) }?;
-            if let Some(tag) = tag
-                && tag & 0xffff_0000 == TAG_PREFIX
-                && tag != TAG_FENCE
-            {
-                return Err(invalid_handle(&dev, "the handle names a semaphore, not a fence"));
-            }
-            check_kind(&dev, Object::Fence, fd.as_fd())?;
-            let import = dev.fns.import_fence_fd.ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
-            let raw = fd.into_raw_fd();
-            let fd_info = vk::ImportFenceFdInfoKHR::default()
-                .fence(info.fence)
-                .flags(info.flags)
-                .handle_type(vk::ExternalFenceHandleTypeFlags::OPAQUE_FD)
-                .fd(raw);
-            // SAFETY: a valid import of an fd the layer owns; on success the driver owns it.
-            let r = unsafe { import(dev.handle, &fd_info) };
-            if r != vk::Result::SUCCESS {
-                // SAFETY: the driver did not take the fd; it is still ours to close.
-                drop(unsafe { OwnedFd::from_raw_fd(raw) });
-                return Err(driver_import_failed(&dev, Object::Fence, r));
-            }
-            if !info.flags.contains(vk::FenceImportFlags::TEMPORARY) {
-                fence.exports.forget();
-            }
-            fence.imported.store(true, Ordering::Relaxed);
-            Ok(())
-        })())
-    })
+    let body = |dev: &DeviceData, info: &vk::ImportFenceWin32HandleInfoKHR<'_>, fence: &FenceData| {
+        let ty = info.handle_type;
+        let kmt = ty == vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32_KMT;
+        if ty != vk::ExternalFenceHandleTypeFlags::OPAQUE_WIN32 && !kmt {
+            return Err(dev.reporter().validation(
+                "VUID-VkImportFenceWin32HandleInfoKHR-handleType-01457",
+                &format!("{ty:?} is not a Win32 handle type for fences"),
+            ));
+        }
+        let tag = |tag: Option<u32>| match tag {
+            Some(tag) if tag != TAG_FENCE => Err(invalid_handle(dev, "the handle names a semaphore, not a fence")),
+            _ => Ok(()),
+        };
+        // SAFETY: `name` is NULL or a NUL-terminated string per valid usage; the handle is borrowed.
+        let ((), fd) = unsafe { resolve_import::<FenceKind, _>(dev, info.handle, info.name, kmt, tag) }?;
+        install::<FenceKind>(dev, info.fence, &fence.win32, info.flags.as_raw(), fd)?;
+        Ok(())
+    };
+    // SAFETY: valid handle and pointers per valid usage; the driver's own command gets the
+    // application's arguments.
+    unsafe {
+        command::<FenceKind, _>(
+            device,
+            info,
+            |dev| native_import_fence(dev, info),
+            |i| i.fence,
+            FenceKind::IMPORT.object_parameter,
+            body,
+        )
+    }
 }
 
 /// # Safety
@@ -837,93 +1052,64 @@ pub unsafe extern "system" fn import_semaphore_win32_handle(
     device: vk::Device,
     info: *const vk::ImportSemaphoreWin32HandleInfoKHR<'_>,
 ) -> vk::Result {
-    guard(vk::Result::ERROR_OUT_OF_HOST_MEMORY, || {
-        result((|| {
-            // SAFETY: valid handle and pointers per valid usage.
-            let dev = unsafe { self::device(device.as_raw()) }?;
-            match dev.semaphore {
-                Mode::Emulated => {}
-                // SAFETY: the application's arguments, passed to the driver's own command.
-                Mode::Native => return Err(unsafe { native_import_semaphore(&dev, info) }),
-                Mode::Off => return Err(not_enabled(&dev, "VK_KHR_external_semaphore_win32")),
+    let body = |dev: &DeviceData, info: &vk::ImportSemaphoreWin32HandleInfoKHR<'_>, sem: &SemaphoreData| {
+        let ty = info.handle_type;
+        let not_offered = || {
+            dev.reporter().validation(
+                "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-01140",
+                &format!(
+                    "{ty:?} is not a Win32 handle type offered for a {} semaphore",
+                    if sem.timeline { "timeline" } else { "binary" }
+                ),
+            )
+        };
+        if ty.is_empty() || !SEMAPHORE_WIN32_TYPES.contains(ty) || ty.as_raw().count_ones() != 1 {
+            return Err(not_offered());
+        }
+        if info.flags.contains(vk::SemaphoreImportFlags::TEMPORARY) && sem.timeline {
+            return Err(dev.reporter().validation(
+                "VUID-VkImportSemaphoreWin32HandleInfoKHR-flags-03322",
+                "a timeline semaphore payload cannot be imported temporarily",
+            ));
+        }
+        let kmt = ty == vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT;
+        // Whether the payload is a D3D12 fence.
+        let tag = |tag: Option<u32>| {
+            let d3d12 = ty == vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE;
+            match tag {
+                Some(TAG_FENCE) => Err(invalid_handle(dev, "the handle names a fence, not a semaphore")),
+                Some(tag) if (tag == TAG_BINARY) == sem.timeline => Err(dev.reporter().validation(
+                    "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-03262",
+                    "the exporter's semaphore type does not match this semaphore's",
+                )),
+                Some(tag) => Ok(d3d12 || tag == TAG_D3D12),
+                None => Ok(d3d12),
             }
-            // SAFETY: as above.
-            let info = unsafe { input(info) }?;
-            let Some(sem) = SEMAPHORES.get(&(dev.key, info.semaphore.as_raw())) else {
-                return Err(dev.reporter().validation(
-                    "VUID-VkImportSemaphoreWin32HandleInfoKHR-semaphore-parameter",
-                    "not a semaphore of this device",
-                ));
-            };
-            let ty = info.handle_type;
-            let not_offered = || {
-                dev.reporter().validation(
-                    "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-01140",
-                    &format!(
-                        "{ty:?} is not a Win32 handle type offered for a {} semaphore",
-                        if sem.timeline { "timeline" } else { "binary" }
-                    ),
-                )
-            };
-            if ty.is_empty() || !SEMAPHORE_WIN32_TYPES.contains(ty) || ty.as_raw().count_ones() != 1 {
-                return Err(not_offered());
-            }
-            let temporary = info.flags.contains(vk::SemaphoreImportFlags::TEMPORARY);
-            if temporary && sem.timeline {
-                return Err(dev.reporter().validation(
-                    "VUID-VkImportSemaphoreWin32HandleInfoKHR-flags-03322",
-                    "a timeline semaphore payload cannot be imported temporarily",
-                ));
-            }
-            let kmt = ty == vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_WIN32_KMT;
-            // SAFETY: `name` is NULL or a NUL-terminated string per valid usage; the handle is borrowed.
-            let (tag, fd) = unsafe { resolve(&dev, info.handle, info.name, kmt, &SEMAPHORE_IMPORT) }?;
-            let mut d3d12 = ty == vk::ExternalSemaphoreHandleTypeFlags::D3D12_FENCE;
-            if let Some(tag) = tag
-                && tag & 0xffff_0000 == TAG_PREFIX
-            {
-                if tag == TAG_FENCE {
-                    return Err(invalid_handle(&dev, "the handle names a fence, not a semaphore"));
-                }
-                if (tag == TAG_BINARY) == sem.timeline {
-                    return Err(dev.reporter().validation(
-                        "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-03262",
-                        "the exporter's semaphore type does not match this semaphore's",
-                    ));
-                }
-                d3d12 |= tag == TAG_D3D12;
-            }
-            check_kind(&dev, Object::Semaphore, fd.as_fd())?;
-            // Checked once the handle is known to be good (D3D12_FENCE into a binary semaphore).
-            if !offered_semaphore_types(&dev, sem.timeline).contains(ty) {
-                return Err(not_offered());
-            }
-            let import = dev
-                .fns
-                .import_semaphore_fd
-                .ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)?;
-            let raw = fd.into_raw_fd();
-            let fd_info = vk::ImportSemaphoreFdInfoKHR::default()
-                .semaphore(info.semaphore)
-                .flags(info.flags)
-                .handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD)
-                .fd(raw);
-            // SAFETY: a valid import of an fd the layer owns; on success the driver owns it.
-            let r = unsafe { import(dev.handle, &fd_info) };
-            if r != vk::Result::SUCCESS {
-                // SAFETY: the driver did not take the fd; it is still ours to close.
-                drop(unsafe { OwnedFd::from_raw_fd(raw) });
-                return Err(driver_import_failed(&dev, Object::Semaphore, r));
-            }
-            if !temporary {
-                sem.exports.forget();
-                sem.d3d12.store(d3d12 && sem.timeline, Ordering::Relaxed);
-                sem.last_signal.store(0, Ordering::Relaxed);
-            }
-            sem.imported.store(true, Ordering::Relaxed);
-            Ok(())
-        })())
-    })
+        };
+        // SAFETY: `name` is NULL or a NUL-terminated string per valid usage; the handle is borrowed.
+        let (d3d12, fd) = unsafe { resolve_import::<SemaphoreKind, _>(dev, info.handle, info.name, kmt, tag) }?;
+        // Checked once the handle is known to be good (D3D12_FENCE into a binary semaphore).
+        if !offered_semaphore_types(dev, sem.timeline).contains(ty) {
+            return Err(not_offered());
+        }
+        if !install::<SemaphoreKind>(dev, info.semaphore, &sem.win32, info.flags.as_raw(), fd)? {
+            sem.d3d12.store(d3d12 && sem.timeline, Ordering::Relaxed);
+            sem.last_signal.store(0, Ordering::Relaxed);
+        }
+        Ok(())
+    };
+    // SAFETY: valid handle and pointers per valid usage; the driver's own command gets the
+    // application's arguments.
+    unsafe {
+        command::<SemaphoreKind, _>(
+            device,
+            info,
+            |dev| native_import_semaphore(dev, info),
+            |i| i.semaphore,
+            SemaphoreKind::IMPORT.object_parameter,
+            body,
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
