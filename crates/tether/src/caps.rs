@@ -358,6 +358,8 @@ pub struct DeviceCaps {
     pub rows: Vec<HandleCaps>,
     /// Kinds with no rows, and why.
     pub unavailable: Vec<(ObjectKind, Unavailable)>,
+    /// `maxTimelineSemaphoreValueDifference`, for devices with timeline semaphores.
+    pub max_timeline_value_difference: Option<u64>,
 }
 
 /// The device extensions external fences and semaphores need.
@@ -462,6 +464,7 @@ impl DeviceCaps {
             extensions: Extensions::from_names(offered_names.iter().copied()),
             rows: Vec::new(),
             unavailable: Vec::new(),
+            max_timeline_value_difference: None,
         };
         if props.api_version < vk::API_VERSION_1_1 {
             caps.unavailable = ObjectKind::ALL
@@ -471,24 +474,31 @@ impl DeviceCaps {
             return caps;
         }
         let vulkan12 = props.api_version >= vk::API_VERSION_1_2;
+        // SAFETY: as above.
+        let timeline = unsafe { has_timeline_semaphores(instance, pd, vulkan12, &offered_names) };
         let mut id = vk::PhysicalDeviceIDProperties::default();
         let mut driver = vk::PhysicalDeviceDriverProperties::default();
+        let mut timeline_props = vk::PhysicalDeviceTimelineSemaphoreProperties::default();
         {
             let mut props2 = vk::PhysicalDeviceProperties2::default().push_next(&mut id);
             if vulkan12 {
                 props2 = props2.push_next(&mut driver);
             }
+            if timeline {
+                props2 = props2.push_next(&mut timeline_props);
+            }
             // SAFETY: a 1.1+ instance and device; the driver-properties structure is chained
-            // only for 1.2 devices.
+            // only for 1.2 devices, the timeline one only for devices that have timelines.
             unsafe { instance.get_physical_device_properties2(pd, &mut props2) };
+        }
+        if timeline {
+            caps.max_timeline_value_difference = Some(timeline_props.max_timeline_semaphore_value_difference);
         }
         caps.driver_uuid = Some(id.driver_uuid);
         caps.device_uuid = Some(id.device_uuid);
         if vulkan12 {
             caps.driver = Some((c_chars(&driver.driver_name), c_chars(&driver.driver_info)));
         }
-        // SAFETY: as above.
-        let timeline = unsafe { has_timeline_semaphores(instance, pd, vulkan12, &offered_names) };
         if !timeline {
             caps.unavailable
                 .push((ObjectKind::TimelineSemaphore, Unavailable::NoTimelineSemaphores));

@@ -688,15 +688,26 @@ impl ExternalSemaphore {
 
     /// `vkSignalSemaphore`: sets a timeline's counter to `value` from the host.
     ///
-    /// `value` must be greater than the current value (checked, against the value this
-    /// process sees) and below the value of any signal still pending on the payload, in this
-    /// process (submissions are `unsafe` and state it) or in another process sharing it, whose
-    /// behaviour is outside Rust's guarantees anyway.
+    /// Checked: `value` is greater than the current value and within
+    /// `maxTimelineSemaphoreValueDifference` of it. Host signals made through this crate in
+    /// this process are serialized, so two of them (on this object or on another sharing its
+    /// payload) cannot pass the check together and land out of order. `value` must also stay
+    /// below any signal still pending on the payload: submissions are `unsafe` and state it
+    /// ([`Device::submit`]); another process signaling the same payload is outside what Rust can
+    /// guarantee, as another process writing shared memory is.
     pub fn signal(&self, value: u64) -> Result<()> {
+        static HOST_SIGNALS: Mutex<()> = Mutex::new(());
+        let _serial = HOST_SIGNALS.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.value()?;
         if value <= current {
             return Err(Error::InvalidUsage(format!(
                 "a timeline signal must increase the value: {value} after {current}"
+            )));
+        }
+        let max = self.core.device.capabilities().max_timeline_value_difference;
+        if let Some(max) = max.filter(|max| value - current > *max) {
+            return Err(Error::InvalidUsage(format!(
+                "{value} is more than maxTimelineSemaphoreValueDifference ({max}) above the value {current}"
             )));
         }
         let commands = self.timeline_commands()?;
@@ -871,7 +882,9 @@ impl Device {
     /// * every binary semaphore waited on has a signal submitted before (in this or another
     ///   process sharing its payload), and none is waited on twice;
     /// * every binary semaphore signaled is unsignaled with no signal pending; timeline signal
-    ///   values are greater than the semaphore's value and than its other pending signals;
+    ///   values are greater than the semaphore's value and than its other pending signals, within
+    ///   `maxTimelineSemaphoreValueDifference` of them, and no host signal
+    ///   ([`ExternalSemaphore::signal`]) reaches a value pending here before it executes;
     /// * the fence is unsignaled and not part of another pending submission;
     /// * until the batch has executed (its fence or a signaled semaphore says so), none of its
     ///   objects is imported into, reset, exported as SYNC_FD or dropped.
