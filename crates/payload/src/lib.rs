@@ -26,7 +26,8 @@
 //!   sync file stays signaled, so `try_consume` returns whether it is signaled; `signal`,
 //!   `signal_value` and `reset` do nothing.
 //!
-//! See [`wait_many`] for waits on several payloads.
+//! See [`wait_many`] for waits on several payloads, and [`doorbell`] for how a wait-any over
+//! many shared pages blocks on one futex word.
 //!
 //! # Page layout
 //!
@@ -36,19 +37,23 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0  | 8  | magic `b"TETHERPL"` |
-//! | 8  | 4  | version (`1`) |
+//! | 8  | 4  | version (`2`) |
 //! | 12 | 4  | kind ([`PayloadKind`] as `u32`) |
-//! | 16 | 4  | layout size (`80`: header + sync state) |
+//! | 16 | 4  | layout size (`2048`: header, sync state, doorbell fields) |
 //! | 20 | 16 | driver UUID |
 //! | 36 | 16 | device UUID |
 //! | 52 | 12 | reserved (0) |
 //! | 64 | 8  | value (`u64`) |
 //! | 72 | 4  | futex sequence word (`u32`, incremented after every change) |
-//! | 76 | 4  | waiter count (`u32`; bit 31 = always wake, read-only waiters may exist) |
+//! | 76 | 4  | waiter count (`u32`; bit 31 = always wake, read-only waiters may exist; bit 30 = doorbell interest registered) |
+//! | 80 | 8  | doorbell domain (`u64`) |
+//! | 88 | 4  | flags (`u32`; bit 0 = foreign) |
+//! | 1024 | 1024 | doorbell interest counters (one `u8` per doorbell slot) |
 //!
 //! The header is checked once on import (magic, version, kind, layout size, identity) and
 //! cached; the sync state is only accessed through atomics.
 
+pub mod doorbell;
 mod many;
 mod page;
 mod state;
@@ -212,6 +217,14 @@ impl Inner {
         }
     }
 
+    /// The doorbells a signal rings (a shared page in this process's doorbell domain).
+    fn bells(&self) -> Option<doorbell::Bells<'_>> {
+        match &self.body {
+            Body::Shared { page, .. } => page.bells(),
+            _ => None,
+        }
+    }
+
     /// The state a writer may change; `None` for read-only pages and sync files.
     fn writable_state(&self) -> Option<(&SyncState, Access)> {
         self.state().filter(|(_, access)| access.writable)
@@ -297,7 +310,7 @@ impl Inner {
             }
             PayloadKind::D3d12Fence => st.value.store(value, Ordering::Release),
         }
-        st.publish(access);
+        st.publish(access, self.bells());
         if !self.kind.is_counter() {
             // An export registered while this signal landed: complete it now, not later on
             // the notifier thread, so the signaling operation is seen complete only after.
@@ -458,7 +471,7 @@ impl Payload {
                 let _ = st
                     .value
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_add(1)));
-                st.publish(access);
+                st.publish(access, self.inner.bells());
             }
         } else {
             self.inner.signal_value(1);

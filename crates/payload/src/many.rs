@@ -40,19 +40,19 @@ use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 use rustix::thread::futex;
 
+use crate::doorbell::{self, Doorbell, Slot};
+use crate::page::{self, SharedPage};
 use crate::state::{Access, LOCAL_EPOCH, SLICE, SyncState, WAKE_ALL, futex_wait, load32, min_timeout, monotonic_after};
 use crate::sync_prims::{AtomicU32, futex_waitv, futex_wake, waitv_entry as wait_entry};
 use crate::{Body, Deadline, Payload, WaitFor, WaitOutcome, sync_file};
 
 /// Futex words per `futex_waitv` call, the epoch included.
 const WAITV_MAX: usize = 128;
-/// Shared words per call.
-const SHARED_PER_CALL: usize = WAITV_MAX - 1;
 
 static NO_WAITV: AtomicBool = AtomicBool::new(false);
 
@@ -103,6 +103,7 @@ struct Word<'a> {
     state: &'a SyncState,
     access: Access,
     payload: &'a Payload,
+    page: &'a SharedPage,
 }
 
 impl Word<'_> {
@@ -121,6 +122,7 @@ fn shared_word(payload: &Payload) -> Option<Word<'_>> {
                 writable: page.writable(),
             },
             payload,
+            page,
         }),
         _ => None,
     }
@@ -140,72 +142,202 @@ fn unregister(words: &[Word<'_>]) {
         .for_each(|w| w.state.unregister());
 }
 
+/// This process's doorbell slot, for a wait-any call with doorbell pages.
+#[derive(Clone, Copy)]
+struct Bell {
+    slot: &'static Slot,
+    index: usize,
+    pid: u32,
+}
+
+/// What a wait-any call knows about its entries.
+struct Set<'a, 'w> {
+    waits: &'w [(&'a Payload, WaitFor)],
+    /// Per entry, the address of its state (0 for sync files): a woken caller finds the entry a
+    /// hint names without touching every payload.
+    states: Vec<usize>,
+    /// Per entry, the doorbell tag of its page (0 for other payloads).
+    tags: Vec<u16>,
+    /// The distinct shared pages.
+    shared: Vec<Word<'a>>,
+    sync_fds: Vec<BorrowedFd<'a>>,
+}
+
+impl Set<'_, '_> {
+    fn ready(&self, i: usize) -> bool {
+        self.waits
+            .get(i)
+            .is_some_and(|(payload, what)| payload.inner.ready(*what))
+    }
+
+    /// The first entry that holds, checking all.
+    fn first_ready(&self) -> Option<usize> {
+        self.waits.iter().position(|(payload, what)| payload.inner.ready(*what))
+    }
+
+    /// The first entry on the state at `address` that holds.
+    fn ready_at(&self, address: usize) -> Option<usize> {
+        (0..self.waits.len()).find(|&i| self.states.get(i) == Some(&address) && self.ready(i))
+    }
+
+    /// The first entry on a page tagged `tag` that holds.
+    fn ready_tagged(&self, tag: u16) -> Option<usize> {
+        (0..self.tags.len()).find(|&i| self.tags.get(i) == Some(&tag) && self.ready(i))
+    }
+}
+
 fn wait_any(waits: &[(&Payload, WaitFor)], deadline: Deadline) -> Result<usize, WaitOutcome> {
     if waits.is_empty() {
         // Nothing can ever become ready.
         return Err(WaitOutcome::TimedOut);
     }
-    let mut shared: Vec<Word<'_>> = Vec::new();
-    let mut sync_fds: Vec<BorrowedFd<'_>> = Vec::new();
-    // Per entry, the address of its state (0 for sync files): a woken caller finds the entry a
-    // hint names without touching every payload.
-    let mut states: Vec<usize> = Vec::with_capacity(waits.len());
+    let mut set = Set {
+        waits,
+        states: Vec::with_capacity(waits.len()),
+        tags: Vec::with_capacity(waits.len()),
+        shared: Vec::new(),
+        sync_fds: Vec::new(),
+    };
     for (payload, _) in waits {
-        states.push(payload.inner.state().map_or(0, |(st, _)| address(st)));
-        if let Some(w) = shared_word(payload) {
-            shared.push(w);
-        } else if let Body::SyncFile(fd) = &payload.inner.body {
-            sync_fds.push(fd.as_fd());
+        set.states.push(payload.inner.state().map_or(0, |(st, _)| address(st)));
+        match &payload.inner.body {
+            Body::Shared { page, .. } => {
+                set.tags.push(page.tag());
+                set.shared.extend(shared_word(payload));
+            }
+            Body::SyncFile(fd) => {
+                set.tags.push(0);
+                set.sync_fds.push(fd.as_fd());
+            }
+            Body::Private(_) => set.tags.push(0),
         }
     }
-    shared.sort_by_key(|w| std::ptr::from_ref(w.state).addr());
-    shared.dedup_by_key(|w| std::ptr::from_ref(w.state).addr());
-    let only_sync_files = sync_fds.len() == waits.len();
+    set.shared.sort_by_key(|w| address(w.state));
+    set.shared.dedup_by_key(|w| address(w.state));
+    let doorbell = if set.shared.iter().any(|w| w.page.doorbell_capable()) {
+        doorbell::local()
+    } else {
+        None
+    };
+    let bell = doorbell.map(|d| {
+        let pid = page::current_pid();
+        let index = Doorbell::slot_of(pid);
+        Bell {
+            slot: &d.slots()[index],
+            index,
+            pid,
+        }
+    });
+    let mut may_reclassify = true;
+    loop {
+        // Pages this process can wait on through its doorbell, and the others.
+        let (belled, direct): (Vec<Word<'_>>, Vec<Word<'_>>) = set
+            .shared
+            .iter()
+            .partition(|w| bell.is_some() && w.page.doorbell_capable() && !w.page.is_foreign());
+        let bell = bell.filter(|_| !belled.is_empty());
+        match wait_any_pass(&set, &belled, &direct, bell, may_reclassify, deadline) {
+            Some(result) => return result,
+            // A doorbell page turned foreign: once per call, wait on its own word from now on.
+            None => may_reclassify = false,
+        }
+    }
+}
+
+/// One wait-any over `belled` pages (through the doorbell `bell`) and `direct` pages (their
+/// own futex words). `None`: a doorbell page turned foreign (only if `may_reclassify`).
+fn wait_any_pass(
+    set: &Set<'_, '_>,
+    belled: &[Word<'_>],
+    shared: &[Word<'_>],
+    bell: Option<Bell>,
+    may_reclassify: bool,
+    deadline: Deadline,
+) -> Option<Result<usize, WaitOutcome>> {
+    let only_sync_files = set.sync_fds.len() == set.waits.len();
     let mut observed = vec![0u32; shared.len()];
+    // Futex words of the caller's own `futex_waitv` besides the pages': the epoch and the bell.
+    let fixed = 1 + usize::from(bell.is_some());
+    let per_call = WAITV_MAX - fixed;
     // Words this thread registers on and waits for itself; helpers take the rest.
     let mut own = shared.len();
     let mut helpers: Option<Helped> = None;
     let mut registered = false;
-    let mut entries: Vec<futex::Wait> = Vec::with_capacity(WAITV_MAX.min(shared.len() + 2));
+    let mut entries: Vec<futex::Wait> = Vec::with_capacity(WAITV_MAX.min(shared.len() + fixed + 1));
     let mut next_chunk = 0usize;
 
     // The state (address) whose change woke us, if known: checked first, before touching every
     // payload.
     let mut hint: Option<usize> = None;
+    // After exactly one ring of the doorbell since the last full check: the rung page's tag.
+    let mut quick: Option<u16> = None;
+    // What the last full check saw: the bell, the epoch, the helpers' "fired" word.
+    let mut bell_seen = 0u32;
+    let mut epoch = 0u32;
+    let mut fired: Option<u32> = None;
+    // When a doorbell wait looks at its pages again although nothing rang (see `doorbell`), and
+    // the sequence words its last full check saw.
+    let mut net_due: Option<Instant> = None;
+    let net = doorbell::safety_net(belled.len());
+    let mut belled_seqs = vec![0u32; belled.len()];
+    if let Some(b) = bell {
+        b.slot.arm();
+    }
 
     let result = loop {
-        if let Some(state) = hint.take()
-            && let Some(i) = (0..waits.len()).find(|&i| {
-                states.get(i) == Some(&state) && waits.get(i).is_some_and(|(payload, what)| payload.inner.ready(*what))
-            })
-        {
-            // A condition that holds needs no snapshot: nothing is lost by returning.
-            break Ok(i);
-        }
-        let epoch = load32(&LOCAL_EPOCH.word);
-        let fired = helpers.as_ref().map(|h| h.call.fired.load(Ordering::Acquire));
-        for (o, w) in observed.iter_mut().zip(&shared) {
-            *o = load32(&w.state.seq);
-        }
-        if let Some(h) = &helpers {
-            h.publish(&observed[own..]);
-        }
-        if let Some(i) = waits.iter().position(|(payload, what)| payload.inner.ready(*what)) {
-            break Ok(i);
+        let full = quick.is_none();
+        if let Some(tag) = quick.take() {
+            // Exactly one ring since the last full check, for the pages tagged `tag`: every
+            // later signal of a doorbell page rings again, so only those need a look.
+            if let Some(i) = set.ready_tagged(tag) {
+                break Some(Ok(i));
+            }
+        } else {
+            if let Some(state) = hint.take()
+                && let Some(i) = set.ready_at(state)
+            {
+                // A condition that holds needs no snapshot: nothing is lost by returning.
+                break Some(Ok(i));
+            }
+            if let Some(b) = bell {
+                bell_seen = b.slot.observe();
+            }
+            epoch = load32(&LOCAL_EPOCH.word);
+            fired = helpers.as_ref().map(|h| h.call.fired.load(Ordering::Acquire));
+            let mut turned_foreign = false;
+            if let Some(b) = bell {
+                for (w, s) in belled.iter().zip(&mut belled_seqs) {
+                    turned_foreign |= w.page.is_foreign();
+                    *s = w.page.prepare_bell(b.index, b.pid);
+                }
+                net_due = Some(Instant::now() + net);
+            }
+            for (o, w) in observed.iter_mut().zip(shared) {
+                *o = load32(&w.state.seq);
+            }
+            if let Some(h) = &helpers {
+                h.publish(&observed[own..]);
+            }
+            if let Some(i) = set.first_ready() {
+                break Some(Ok(i));
+            }
+            if turned_foreign && may_reclassify {
+                break None;
+            }
         }
         let remaining = deadline.remaining();
         if remaining == Some(Duration::ZERO) {
-            break Err(WaitOutcome::TimedOut);
+            break Some(Err(WaitOutcome::TimedOut));
         }
         if only_sync_files {
-            let _ = sync_file::poll_any(&sync_fds, remaining);
+            let _ = sync_file::poll_any(&set.sync_fds, remaining);
             continue;
         }
-        let waitv = !shared.is_empty() && !NO_WAITV.load(Ordering::Relaxed);
+        let waitv = (!shared.is_empty() || bell.is_some()) && !NO_WAITV.load(Ordering::Relaxed);
         if !registered {
-            if waitv && shared.len() > SHARED_PER_CALL {
-                // The caller's own words: the epoch and "fired" take two of the 128.
-                own = OWN_SHARED;
+            if waitv && shared.len() > per_call {
+                // The caller's own words: "fired" takes one more of the 128.
+                own = per_call - 1;
                 helpers = Helped::start(&shared[own..], &observed[own..]);
                 if helpers.is_none() {
                     own = shared.len();
@@ -223,15 +355,33 @@ fn wait_any(waits: &[(&Payload, WaitFor)], deadline: Deadline) -> Result<usize, 
         if changed {
             continue;
         }
-        let chunks = own.div_ceil(SHARED_PER_CALL).max(1);
-        let sliced = !sync_fds.is_empty() || chunks > 1 || shared[..own].iter().any(Word::sliced);
-        let timeout = if sliced {
+        let chunks = own.div_ceil(per_call).max(1);
+        let sliced = !set.sync_fds.is_empty() || chunks > 1 || shared[..own].iter().any(Word::sliced);
+        let mut timeout = if sliced {
             min_timeout(remaining, SLICE)
         } else {
             remaining
         };
+        if let Some(due) = net_due {
+            let mut left = due.saturating_duration_since(Instant::now());
+            if left == Duration::ZERO {
+                // The safety net: a page that turned foreign, or changed without a ring (a
+                // hostile peer), needs a full check; otherwise wait on.
+                let moved = belled
+                    .iter()
+                    .zip(&belled_seqs)
+                    .any(|(w, s)| w.page.is_foreign() || load32(&w.state.seq) != *s);
+                if moved {
+                    quick = None;
+                    continue;
+                }
+                left = net;
+                net_due = Some(Instant::now() + net);
+            }
+            timeout = min_timeout(timeout, left);
+        }
         if !waitv {
-            let timeout = if shared.is_empty() {
+            let timeout = if shared.is_empty() && bell.is_none() {
                 timeout
             } else {
                 min_timeout(remaining, SLICE)
@@ -246,30 +396,49 @@ fn wait_any(waits: &[(&Payload, WaitFor)], deadline: Deadline) -> Result<usize, 
             epoch,
             futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE,
         ));
-        if let Some(h) = &mut helpers {
-            // Read before the check above; helpers started just now have not fired (nor run).
+        let bell_entry = bell.map(|b| {
+            entries.push(wait_entry(&b.slot.bell, bell_seen, futex::WaitFlags::SIZE_U32));
+            entries.len() - 1
+        });
+        let fired_entry = helpers.as_mut().map(|h| {
+            // Read before the last full check; helpers started just now have not fired (nor
+            // run). A new round only after a full check (its snapshot is what they wait with).
             let fired = fired.unwrap_or_else(|| h.call.fired.load(Ordering::Acquire));
-            h.next_round();
+            if full {
+                h.next_round();
+            }
             entries.push(wait_entry(
                 &h.call.fired,
                 fired,
                 futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE,
             ));
-        }
+            entries.len() - 1
+        });
         let chunk = next_chunk % chunks;
         next_chunk = next_chunk.wrapping_add(1);
-        let start = chunk * SHARED_PER_CALL;
-        let end = (start + SHARED_PER_CALL).min(own);
+        let start = chunk * per_call;
+        let end = (start + per_call).min(own);
         let first_word = entries.len();
         for (w, o) in shared.iter().zip(&observed).take(end).skip(start) {
             entries.push(wait_entry(&w.state.seq, *o, w.access.waitv_flags()));
         }
         let abs = timeout.map(monotonic_after);
         match futex_waitv(&entries, abs.as_ref()) {
+            Ok(i) if Some(i) == bell_entry => {
+                if let Some(b) = bell {
+                    let now = b.slot.observe();
+                    if doorbell::rings_between(bell_seen, now) == 1 {
+                        bell_seen = now;
+                        quick = Some(doorbell::tag_in(now));
+                    }
+                }
+            }
             Ok(i) => {
                 hint = match (i.checked_sub(first_word), &helpers) {
                     (Some(k), _) => shared.get(start + k).map(|w| address(w.state)),
-                    (None, Some(h)) if i == 1 => h.hint().and_then(|k| shared.get(own + k)).map(|w| address(w.state)),
+                    (None, Some(h)) if Some(i) == fired_entry => {
+                        h.hint().and_then(|k| shared.get(own + k)).map(|w| address(w.state))
+                    }
                     // The local epoch: a signal in this process.
                     _ => last_signaled(),
                 };
@@ -295,15 +464,15 @@ fn wait_any(waits: &[(&Payload, WaitFor)], deadline: Deadline) -> Result<usize, 
         unregister(&shared[..own]);
         LOCAL_EPOCH.unregister();
     }
+    if let Some(b) = bell {
+        b.slot.disarm();
+    }
     result
 }
 
 // ---------------------------------------------------------------------------------------------
 // Helper threads for wait-any sets of more than 127 shared payloads.
 
-/// Shared words the calling thread waits on itself when helpers take the rest (128 minus the
-/// epoch and the "fired" word).
-const OWN_SHARED: usize = WAITV_MAX - 2;
 /// Shared words per helper (128 minus the call's round word).
 const HELPER_SHARED: usize = WAITV_MAX - 1;
 /// The round value that ends a call.

@@ -9,21 +9,28 @@
 //! | offset | size | field | meaning |
 //! |---|---|---|---|
 //! | 0  | 8  | magic | `b"TETHERPL"` |
-//! | 8  | 4  | version | `1` |
+//! | 8  | 4  | version | `2` |
 //! | 12 | 4  | kind | [`PayloadKind`] as `u32` (1 fence, 2 binary semaphore, 3 timeline, 4 D3D12 fence) |
-//! | 16 | 4  | layout size | `80`: bytes of header + sync state |
+//! | 16 | 4  | layout size | `2048`: bytes of header, sync state and doorbell fields |
 //! | 20 | 16 | driver UUID | [`DeviceIdentity::driver_uuid`] |
 //! | 36 | 16 | device UUID | [`DeviceIdentity::device_uuid`] |
 //! | 52 | 12 | reserved | zero |
 //! | 64 | 8  | value | `u64`: flag (0 = unsignaled, non-zero = signaled) or counter |
 //! | 72 | 4  | sequence | `u32` futex word, incremented after every state change |
-//! | 76 | 4  | waiters | `u32`: number of registered waiters; bit 31 = "always wake" (read-only waiters may exist) |
-//! | 80 | .. | unused | zero |
+//! | 76 | 4  | waiters | `u32`: number of registered waiters; bit 31 = "always wake" (read-only waiters may exist); bit 30 = doorbell interest registered |
+//! | 80 | 8  | doorbell domain | `u64`: the domain of the creator's doorbell file (0: it had none) |
+//! | 88 | 4  | flags | `u32`: bit 0 = foreign (a process that cannot ring this domain's doorbells maps the page writable) |
+//! | 92 | 932 | unused | zero |
+//! | 1024 | 1024 | interest | 1024 `u8` counters (eight per `u64`): processes per doorbell slot that may wait on the page through their doorbell |
+//! | 2048 | .. | unused | zero |
 //!
 //! The header is written once by the creator, read once by each importer and cached in the
 //! process; nothing after import depends on the page's header bytes, and the sync state is only
 //! ever accessed through atomics, so a peer that scribbles over the page can disturb the values
-//! and the wake-ups but not this process's memory safety.
+//! and the wake-ups but not this process's memory safety. The doorbell fields (domain, flags,
+//! interest, bit 30 of the waiter word) are explained in [`crate::doorbell`]; version 1 pages
+//! (without them) and version 2 pages are refused by each other's importers, so processes that
+//! use doorbells never share a page with ones that do not know them.
 
 use std::collections::HashMap;
 use std::io;
@@ -37,13 +44,14 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use rustix::fs::{FileType, MemfdFlags, Mode, OFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
-use crate::state::{SyncState, WAKE_ALWAYS, load32};
-use crate::sync_prims::AtomicU32;
+use crate::doorbell::{self, Bells, INTEREST_WORDS, Interest};
+use crate::state::{SyncState, WAKE_ALWAYS, load32, load64};
+use crate::sync_prims::{AtomicU32, AtomicU64};
 use crate::{Body, DeviceIdentity, ImportError, Inner, PayloadKind};
 
 pub(crate) const PAGE_SIZE: usize = 4096;
 pub(crate) const MAGIC: [u8; 8] = *b"TETHERPL";
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 pub(crate) const MEMFD_NAME: &str = "tether-payload";
 /// Seals an importer requires.
 pub(crate) const REQUIRED_SEALS: SealFlags = SealFlags::SHRINK.union(SealFlags::GROW).union(SealFlags::SEAL);
@@ -60,9 +68,18 @@ pub(crate) struct PageLayout {
     device_uuid: [AtomicU32; 4],
     reserved: [AtomicU32; 3],
     pub(crate) sync: SyncState,
+    /// The creator's doorbell domain (0: none).
+    domain: AtomicU64,
+    /// [`FOREIGN`].
+    flags: AtomicU32,
+    unused: [AtomicU32; 233],
+    /// Doorbell interest counters, eight per word.
+    interest: [AtomicU64; INTEREST_WORDS],
 }
 
-pub(crate) const LAYOUT_SIZE: u32 = 80;
+pub(crate) const LAYOUT_SIZE: u32 = 2048;
+/// Flag: a process that cannot ring this page's doorbell domain maps it writable.
+pub(crate) const FOREIGN: u32 = 1;
 
 // Under loom the atomics are loom's (bigger, and never mapped: pages cannot be made there).
 #[cfg(not(loom))]
@@ -73,6 +90,9 @@ const _: () = {
     assert!(offset_of!(PageLayout, driver_uuid) == 20);
     assert!(offset_of!(PageLayout, device_uuid) == 36);
     assert!(offset_of!(PageLayout, sync) == 64);
+    assert!(offset_of!(PageLayout, domain) == 80);
+    assert!(offset_of!(PageLayout, flags) == 88);
+    assert!(offset_of!(PageLayout, interest) == 1024);
     assert!(size_of::<PageLayout>() == LAYOUT_SIZE as usize);
     assert!(size_of::<PageLayout>() <= PAGE_SIZE);
 };
@@ -108,7 +128,7 @@ fn unpack<const W: usize, const B: usize>(words: &[AtomicU32; W]) -> [u8; B] {
 
 impl PageLayout {
     /// Writes header and initial state into a fresh (not yet shared) writable page.
-    fn init(&self, kind: PayloadKind, initial: u64, owner: &DeviceIdentity) {
+    fn init(&self, kind: PayloadKind, initial: u64, owner: &DeviceIdentity, domain: Option<u64>) {
         let store = |dst: &[AtomicU32], src: &[u32]| {
             for (d, s) in dst.iter().zip(src) {
                 d.store(*s, Ordering::Relaxed);
@@ -123,7 +143,15 @@ impl PageLayout {
         store(&self.reserved, &[0; 3]);
         self.sync.value.store(initial, Ordering::Relaxed);
         self.sync.seq.store(0, Ordering::Relaxed);
+        self.domain.store(domain.unwrap_or(0), Ordering::Relaxed);
+        self.flags
+            .store(if domain.is_some() { 0 } else { FOREIGN }, Ordering::Relaxed);
         self.sync.waiters.store(0, Ordering::SeqCst);
+    }
+
+    /// The interest counters (see [`crate::doorbell`]).
+    pub(crate) fn interest(&self) -> Interest<'_> {
+        Interest(&self.interest)
     }
 
     fn read_header(&self) -> Header {
@@ -191,6 +219,12 @@ pub(crate) struct SharedPage {
     fd: OwnedFd,
     writable: bool,
     pub(crate) key: CacheKey,
+    /// The page's doorbell tag (from its inode number).
+    tag: u16,
+    /// Whether the page's domain is this process's doorbell domain.
+    in_domain: bool,
+    /// This process's doorbell interest in the page: `pid << 32 | slot + 1`, 0 for none.
+    registered: std::sync::atomic::AtomicU64,
 }
 
 // SAFETY: the mapping is owned by this value and unmapped only in `Drop`; all access to the
@@ -214,7 +248,15 @@ impl SharedPage {
         let raw = unsafe { rustix::mm::mmap(std::ptr::null_mut(), PAGE_SIZE, prot, MapFlags::SHARED, &fd, 0)? };
         let ptr = NonNull::new(raw.cast::<PageLayout>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
         MAPPINGS.fetch_add(1, Ordering::Relaxed);
-        Ok(SharedPage { ptr, fd, writable, key })
+        Ok(SharedPage {
+            ptr,
+            fd,
+            writable,
+            key,
+            tag: doorbell::tag_of(key.ino),
+            in_domain: false,
+            registered: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     pub(crate) fn layout(&self) -> &PageLayout {
@@ -247,6 +289,71 @@ impl SharedPage {
         Ok(fd)
     }
 
+    /// The doorbell tag of the page.
+    pub(crate) fn tag(&self) -> u16 {
+        self.tag
+    }
+
+    /// Whether this process can wait on the page through its doorbell: a writable mapping in
+    /// this process's doorbell domain (the foreign flag aside, see [`SharedPage::is_foreign`]).
+    pub(crate) fn doorbell_capable(&self) -> bool {
+        self.writable && self.in_domain
+    }
+
+    /// The page's foreign flag.
+    pub(crate) fn is_foreign(&self) -> bool {
+        load32(&self.layout().flags) & FOREIGN != 0
+    }
+
+    /// What a signal through this mapping rings: `None` unless the page is in this process's
+    /// doorbell domain.
+    pub(crate) fn bells(&self) -> Option<Bells<'_>> {
+        if !self.doorbell_capable() {
+            return None;
+        }
+        let slots = doorbell::local()?.slots();
+        Some(Bells {
+            interest: self.layout().interest(),
+            slots,
+            tag: self.tag,
+        })
+    }
+
+    /// Before a doorbell wait-any of this process (on `slot`, pid `pid`) checks the page: the
+    /// steps of [`doorbell::prepare_page`], registering the interest the first time. Returns the
+    /// sequence word.
+    pub(crate) fn prepare_bell(&self, slot: usize, pid: u32) -> u32 {
+        let want = (u64::from(pid) << 32) | (slot as u64 + 1);
+        let interest = self.layout().interest();
+        let have = self.registered.load(Ordering::Acquire);
+        if have == want {
+            return doorbell::prepare_page(self.sync(), interest, slot, false);
+        }
+        let seq = doorbell::prepare_page(self.sync(), interest, slot, true);
+        if self
+            .registered
+            .compare_exchange(have, want, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // Another thread recorded a registration meanwhile (it stands): take ours back.
+            interest.unregister(slot);
+        }
+        seq
+    }
+
+    /// Sets the foreign flag, as an importer that cannot ring this domain's doorbells does.
+    #[cfg(test)]
+    pub(crate) fn mark_foreign(&self) {
+        self.layout().flags.fetch_or(FOREIGN, Ordering::SeqCst);
+    }
+
+    /// This process's interest counter for doorbell slot `slot`.
+    #[cfg(test)]
+    pub(crate) fn interest_of(&self, slot: usize) -> u64 {
+        let w = &self.layout().interest[slot / 8];
+        (w.load(Ordering::SeqCst) >> ((slot % 8) * 8)) & 0xff
+    }
+
     pub(crate) fn allow_read_only_waiters(&self) {
         if self.writable {
             self.sync().waiters.fetch_or(WAKE_ALWAYS, Ordering::SeqCst);
@@ -256,12 +363,22 @@ impl SharedPage {
 
 impl Drop for SharedPage {
     fn drop(&mut self) {
+        let registered = *self.registered.get_mut();
+        if registered != 0 && (registered >> 32) as u32 == current_pid() {
+            let slot = (registered & 0xffff_ffff) as usize - 1;
+            self.layout().interest().unregister(slot);
+        }
         // SAFETY: `ptr`/PAGE_SIZE is exactly the mapping made in `map`; no reference into it
         // outlives `self` (they all borrow `self`), so nothing uses it after this.
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), PAGE_SIZE) };
         MAPPINGS.fetch_sub(1, Ordering::Relaxed);
         // `fd` is closed when the field drops.
     }
+}
+
+/// This process's id.
+pub(crate) fn current_pid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get().unsigned_abs()
 }
 
 fn key_of(st: &rustix::fs::Stat, writable: bool) -> CacheKey {
@@ -281,8 +398,10 @@ pub(crate) fn create(kind: PayloadKind, initial: u64, owner: &DeviceIdentity) ->
     rustix::fs::ftruncate(&fd, PAGE_SIZE as u64)?;
     let st = rustix::fs::fstat(&fd)?;
     let key = key_of(&st, true);
-    let page = SharedPage::map(fd, true, key)?;
-    page.layout().init(kind, initial, owner);
+    let mut page = SharedPage::map(fd, true, key)?;
+    let domain = doorbell::local().map(|d| d.domain);
+    page.layout().init(kind, initial, owner, domain);
+    page.in_domain = domain.is_some();
     rustix::fs::fcntl_add_seals(page.fd(), REQUIRED_SEALS)?;
     let inner = Arc::new(Inner {
         kind,
@@ -339,7 +458,7 @@ pub(crate) fn import(fd: BorrowedFd<'_>, identity: &DeviceIdentity) -> Result<Ar
         };
     }
     let own = rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| ImportError::Io(e.into()))?;
-    let page = SharedPage::map(own, writable, key).map_err(ImportError::Io)?;
+    let mut page = SharedPage::map(own, writable, key).map_err(ImportError::Io)?;
     let header = page.layout().read_header();
     if header.magic != MAGIC {
         return Err(ImportError::BadHeader(format!("bad magic {:02x?}", header.magic)));
@@ -361,6 +480,13 @@ pub(crate) fn import(fd: BorrowedFd<'_>, identity: &DeviceIdentity) -> Result<Ar
     }
     if header.identity != *identity {
         return Err(ImportError::OtherDevice);
+    }
+    let domain = load64(&page.layout().domain);
+    page.in_domain = domain != 0 && doorbell::local().is_some_and(|d| d.domain == domain);
+    if writable && !page.in_domain {
+        // This process cannot ring the doorbells of the page's waiters: they must wait on the
+        // page's own word (see `doorbell`).
+        page.layout().flags.fetch_or(FOREIGN, Ordering::SeqCst);
     }
     let inner = Arc::new(Inner {
         kind,

@@ -1,8 +1,9 @@
 //! The synchronisation state shared by every payload flavour and the futex protocol on it.
 //!
 //! Signal: store the value, increment the 32-bit sequence word, wake the sequence word only if
-//! the waiter word is non-zero, then bump the process-global *local epoch* (see
-//! [`LocalEpoch`]). Wait: read the sequence word, check the condition, register in the waiter
+//! the waiter word counts waiters (or says "always wake"), ring the doorbells of processes with
+//! interest in a shared page (see [`crate::doorbell`]), then bump the process-global *local
+//! epoch* (see [`LocalEpoch`]). Wait: read the sequence word, check the condition, register in the waiter
 //! word, re-read the sequence word, `FUTEX_WAIT` on it with the remaining timeout, unregister,
 //! loop. The sequence word is only a wake-up channel: whatever is written to it (also garbage
 //! from a hostile peer) can only cause a spurious wake-up or a missed one, and every kernel wait
@@ -16,12 +17,18 @@ use std::time::Duration;
 
 use rustix::thread::futex;
 
+use crate::doorbell::Bells;
 use crate::sync_prims::{AtomicU32, AtomicU64, fence, futex_wake, store_load_barrier};
 use crate::{Deadline, WaitOutcome};
 
 /// Bit of the waiter word that says "waiters that cannot register may exist (read-only
 /// mappings): always wake". Set by [`crate::Payload::open_read_only_fd`] on the exporter's page.
 pub(crate) const WAKE_ALWAYS: u32 = 1 << 31;
+
+/// Bit of the waiter word that says "some process registered doorbell interest in this page"
+/// (see [`crate::doorbell`]): signalers then look at the page's interest counters. Never
+/// cleared; the count of registered waiters is the word without this bit and [`WAKE_ALWAYS`].
+pub(crate) const DOORBELL: u32 = 1 << 30;
 
 /// How long a waiter that cannot rely on being woken (a read-only mapping of a page without
 /// [`WAKE_ALWAYS`], a sync file in a wait-any, more futexes than one `futex_waitv` takes) sleeps
@@ -93,13 +100,20 @@ impl SyncState {
         }
     }
 
-    /// After a state change: bump the sequence word, wake it if anyone waits, bump the local
-    /// epoch. Only called on writable states.
-    pub(crate) fn publish(&self, access: Access) {
+    /// After a state change: bump the sequence word, wake it if anyone waits on it, ring the
+    /// doorbells of the processes with interest in the page (`bells`: a shared page in this
+    /// process's doorbell domain), bump the local epoch. Only called on writable states.
+    pub(crate) fn publish(&self, access: Access, bells: Option<Bells<'_>>) {
         self.seq.fetch_add(1, Ordering::SeqCst);
         store_load_barrier();
-        if self.waiters.load(Ordering::SeqCst) != 0 {
+        let waiters = self.waiters.load(Ordering::SeqCst);
+        if waiters & !DOORBELL != 0 {
             futex_wake(&self.seq, access.futex_flags(), WAKE_ALL);
+        }
+        if waiters & DOORBELL != 0
+            && let Some(bells) = bells
+        {
+            bells.ring();
         }
         crate::many::note_signaled(self);
         LOCAL_EPOCH.bump();

@@ -41,6 +41,8 @@ fn flavours(kind: PayloadKind, initial: u64) -> Vec<Payload> {
 /// A second, raw writable mapping of a page, as a peer process would have.
 struct RawMap {
     ptr: *mut std::ffi::c_void,
+    /// The page's doorbell tag.
+    tag: u16,
 }
 
 // SAFETY: the mapping is owned by RawMap and only accessed through atomics.
@@ -62,7 +64,39 @@ impl RawMap {
             )
         }
         .expect("mmap");
-        RawMap { ptr }
+        let tag = doorbell::tag_of(rustix::fs::fstat(fd).expect("fstat").st_ino);
+        RawMap { ptr, tag }
+    }
+
+    /// A mapping as a process that cannot ring the page's doorbells makes it: it marks the page
+    /// foreign (as its import would).
+    fn foreign(fd: BorrowedFd<'_>) -> RawMap {
+        let map = RawMap::new(fd);
+        map.u32_at(88).fetch_or(page::FOREIGN, Ordering::SeqCst);
+        map
+    }
+
+    fn layout(&self) -> &page::PageLayout {
+        // SAFETY: 4096 mapped, page-aligned bytes that live as long as self; `PageLayout` is
+        // atomics only, which allows other mappings and threads to access them concurrently.
+        unsafe { &*self.ptr.cast::<page::PageLayout>() }
+    }
+
+    /// Signals the way another process of this doorbell domain would: value, sequence, the
+    /// page's futex word if it counts waiters, the doorbells of the processes with interest.
+    /// This does not bump this process's local epoch.
+    fn peer_signal(&self, value: u64) {
+        self.words()[8].store(value, Ordering::SeqCst);
+        let seq = self.u32_at(72);
+        seq.fetch_add(1, Ordering::SeqCst);
+        let waiters = self.u32_at(76).load(Ordering::SeqCst);
+        if waiters & !state::DOORBELL != 0 {
+            let _ = rustix::thread::futex::wake(seq, rustix::thread::futex::Flags::empty(), i32::MAX as u32);
+        }
+        if waiters & state::DOORBELL != 0 {
+            let slots = doorbell::local().expect("a doorbell").slots();
+            self.layout().interest().ring(slots, self.tag);
+        }
     }
 
     fn words(&self) -> &[AtomicU64] {
@@ -77,8 +111,8 @@ impl RawMap {
         unsafe { &*self.ptr.cast::<u8>().add(offset).cast::<AtomicU32>() }
     }
 
-    /// Signals the way another process would: value, sequence, shared futex wake. This does
-    /// not bump this process's local epoch.
+    /// Signals the way a process that cannot ring doorbells would: value, sequence, shared
+    /// futex wake. This does not bump this process's local epoch.
     fn foreign_signal(&self, value: u64) {
         self.words()[8].store(value, Ordering::SeqCst);
         let seq = self.u32_at(72);
@@ -401,10 +435,12 @@ fn import_rejects_bad_headers_and_identities() {
     drop(p);
     let map = RawMap::new(fd.as_fd());
     assert!(Payload::import(fd.as_fd(), &ID).is_ok());
-    let cases: [(usize, u32, &str); 4] = [
+    let cases: [(usize, u32, &str); 6] = [
         (0, 0x4141_4141, "magic"),
-        (8, 2, "version"),
+        (8, 1, "version 1 (no doorbell fields)"),
+        (8, 3, "version"),
         (12, 9, "kind"),
+        (16, 80, "layout of version 1"),
         (16, 4096, "layout"),
     ];
     for (offset, bad, what) in cases {
@@ -689,16 +725,17 @@ fn wait_many_1024_private() {
     t.join().unwrap();
 }
 
-/// A shared page signaled behind this process's back (as by another process): the any-wait
-/// must be woken through the page's own futex word, both through one `futex_waitv` (few shared
-/// payloads) and through the chunked fallback (more than 127).
+/// A shared page signaled behind this process's back by a process that cannot ring doorbells
+/// (it marked the page foreign): the any-wait must be woken through the page's own futex word,
+/// both through one `futex_waitv` (few shared payloads) and with helper threads (more than
+/// 127).
 #[test]
 fn wait_many_foreign_signals() {
     for (count, target) in [(3usize, 1usize), (10, 9), (200, 150)] {
         let mut payloads: Vec<Payload> = (0..4).map(|_| Payload::new_private(PayloadKind::Fence, 0)).collect();
         payloads.extend((0..count).map(|_| Payload::new_shared(PayloadKind::Fence, 0, &ID).unwrap()));
         let set: Vec<(&Payload, WaitFor)> = payloads.iter().map(|p| (p, WaitFor::Signaled)).collect();
-        let map = RawMap::new(payloads[4 + target].share_fd().unwrap());
+        let map = RawMap::foreign(payloads[4 + target].share_fd().unwrap());
         let t = thread::spawn(move || {
             thread::sleep(Duration::from_millis(20));
             map.foreign_signal(1);
@@ -719,15 +756,19 @@ fn wait_many_foreign_signals() {
     drop(t.join().unwrap());
 }
 
-/// More than 127 shared payloads: the words past the caller's own 126 go to helper threads.
-/// A foreign signal of any page wakes the wait at once (no 1 ms cycling), in the caller's chunk
-/// or in a helper's, also when it lands while the helpers are being set up; the helpers go back
-/// to the pool afterwards; a timeout still times out.
+/// More than 127 shared payloads that cannot use the doorbell (foreign pages): the words past
+/// the caller's own go to helper threads. A foreign signal of any page wakes the wait at once
+/// (no 1 ms cycling), in the caller's chunk or in a helper's, also when it lands while the
+/// helpers are being set up; the helpers go back to the pool afterwards; a timeout still times
+/// out.
 #[test]
 fn wait_many_1024_shared_helpers() {
     let payloads: Vec<Payload> = (0..1024)
         .map(|_| Payload::new_shared(PayloadKind::Fence, 0, &ID).unwrap())
         .collect();
+    for p in &payloads {
+        page_of(p).mark_foreign();
+    }
     let set: Vec<(&Payload, WaitFor)> = payloads.iter().map(|p| (p, WaitFor::Signaled)).collect();
     assert_eq!(wait_many(&set, true, ms(20)), Err(WaitOutcome::TimedOut));
     for (target, delay_ms) in [
@@ -767,9 +808,23 @@ fn wait_many_1024_shared_helpers() {
 /// The registered waiter count of a shared page.
 fn waiters_of(p: &Payload) -> u32 {
     match &p.inner.body {
-        Body::Shared { page, .. } => page.sync().waiters.load(Ordering::SeqCst) & !state::WAKE_ALWAYS,
+        Body::Shared { page, .. } => {
+            page.sync().waiters.load(Ordering::SeqCst) & !(state::WAKE_ALWAYS | state::DOORBELL)
+        }
         _ => 0,
     }
+}
+
+fn page_of(p: &Payload) -> &page::SharedPage {
+    match &p.inner.body {
+        Body::Shared { page, .. } => page,
+        _ => panic!("not a shared payload"),
+    }
+}
+
+/// This process's doorbell slot index.
+fn my_slot() -> usize {
+    doorbell::Doorbell::slot_of(page::current_pid())
 }
 
 /// A wait-any over 1024 shared payloads blocks without burning CPU: this process's CPU time
@@ -797,6 +852,147 @@ fn wait_many_1024_shared_blocks_quietly() {
     assert!(used < wall / 100, "the waiting thread used {used:?} of {wall:?}");
     // Other tests run in this process too: only a loose bound for the whole process.
     assert!(process < wall / 2, "the process used {process:?} of {wall:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Doorbells
+
+/// The bell word of this process's doorbell slot.
+fn my_bell() -> u32 {
+    doorbell::local().expect("a doorbell").slots()[my_slot()]
+        .bell
+        .load(Ordering::SeqCst)
+}
+
+/// A wait-any over 1024 shared pages blocks on this process's doorbell: a peer's signal (one
+/// that rings, and leaves this process's local epoch alone) rings it and ends the wait with the
+/// right entry; the pages carry this process's interest (and say so in their waiter word), not a
+/// registered waiter each; no helper thread is involved.
+#[test]
+fn doorbell_wait_any_woken_by_a_peer() {
+    assert!(doorbell::domain().is_some(), "no doorbell file in /dev/shm");
+    let payloads: Vec<Payload> = (0..1024)
+        .map(|_| Payload::new_shared(PayloadKind::Fence, 0, &ID).unwrap())
+        .collect();
+    let set: Vec<(&Payload, WaitFor)> = payloads.iter().map(|p| (p, WaitFor::Signaled)).collect();
+    assert_eq!(wait_many(&set, true, ms(5)), Err(WaitOutcome::TimedOut));
+    for p in &payloads {
+        let page = page_of(p);
+        assert!(page.doorbell_capable() && !page.is_foreign());
+        assert!(page.interest_of(my_slot()) >= 1, "interest registered");
+        assert_ne!(page.sync().waiters.load(Ordering::SeqCst) & state::DOORBELL, 0);
+        assert_eq!(waiters_of(p), 0, "no per-page waiter registration");
+    }
+    for target in [0usize, 511, 1023] {
+        let map = RawMap::new(payloads[target].share_fd().unwrap());
+        let before = my_bell();
+        let t = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            map.peer_signal(1);
+            map
+        });
+        assert_eq!(wait_many(&set, true, long()), Ok(Some(target)), "page {target}");
+        let map = t.join().unwrap();
+        assert_ne!(my_bell(), before, "the signal rang this process's doorbell");
+        map.peer_signal(0);
+        assert!(!payloads[target].is_signaled());
+    }
+    // Two pages and a private payload: the right one each time, also for a counter.
+    let tl = Payload::new_shared(PayloadKind::Timeline, 0, &ID).unwrap();
+    let private = Payload::new_private(PayloadKind::Fence, 0);
+    let set = [
+        (&private, WaitFor::Signaled),
+        (&payloads[3], WaitFor::Signaled),
+        (&tl, WaitFor::AtLeast(7)),
+    ];
+    let map = RawMap::new(tl.share_fd().unwrap());
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(10));
+        map.peer_signal(6);
+        thread::sleep(Duration::from_millis(10));
+        map.peer_signal(7);
+        map
+    });
+    assert_eq!(wait_many(&set, true, long()), Ok(Some(2)));
+    drop(t.join().unwrap());
+}
+
+/// Interest lasts while the page is mapped and goes when the last payload of it in this process
+/// drops; doorbell waits leave no sleeper behind.
+#[test]
+fn doorbell_interest_follows_the_mapping() {
+    let p = Payload::new_shared(PayloadKind::Fence, 0, &ID).unwrap();
+    let map = RawMap::new(p.share_fd().unwrap());
+    let counter = || {
+        let slot = my_slot();
+        (map.words()[128 + slot / 8].load(Ordering::SeqCst) >> ((slot % 8) * 8)) & 0xff
+    };
+    assert_eq!(counter(), 0);
+    let q = Payload::new_private(PayloadKind::Fence, 0);
+    let set = [(&p, WaitFor::Signaled), (&q, WaitFor::Signaled)];
+    for _ in 0..3 {
+        assert_eq!(wait_many(&set, true, ms(1)), Err(WaitOutcome::TimedOut));
+        assert_eq!(counter(), 1, "registered once, kept");
+    }
+    let again = Payload::import(p.share_fd().unwrap(), &ID).unwrap();
+    assert!(again.same_as(&p));
+    drop((p, again));
+    assert_eq!(counter(), 0, "taken back when unmapped");
+}
+
+/// A page that a process without doorbells mapped writable (here: marked so by hand) is waited
+/// on through its own word, and such a process's signal (no ring) wakes the wait.
+#[test]
+fn doorbell_foreign_pages_use_their_own_word() {
+    let payloads: Vec<Payload> = (0..300)
+        .map(|_| Payload::new_shared(PayloadKind::Fence, 0, &ID).unwrap())
+        .collect();
+    let set: Vec<(&Payload, WaitFor)> = payloads.iter().map(|p| (p, WaitFor::Signaled)).collect();
+    // 299 doorbell pages and one foreign page.
+    let map = RawMap::foreign(payloads[150].share_fd().unwrap());
+    assert!(page_of(&payloads[150]).is_foreign());
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(20));
+        map.foreign_signal(1);
+        map
+    });
+    assert_eq!(wait_many(&set, true, long()), Ok(Some(150)));
+    drop(t.join().unwrap());
+}
+
+/// A page that turns foreign while a doorbell wait is blocked on it, and is then signaled
+/// without a ring (the rare race of a process without doorbells importing it just then): the
+/// safety net's look finds it (within [`doorbell::SAFETY_NET_MAX`]; not timed here).
+#[test]
+fn doorbell_page_turning_foreign_mid_wait() {
+    let payloads: Vec<Payload> = (0..64)
+        .map(|_| Payload::new_shared(PayloadKind::Fence, 0, &ID).unwrap())
+        .collect();
+    let set: Vec<(&Payload, WaitFor)> = payloads.iter().map(|p| (p, WaitFor::Signaled)).collect();
+    let map = RawMap::new(payloads[40].share_fd().unwrap());
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(30));
+        map.u32_at(88).fetch_or(page::FOREIGN, Ordering::SeqCst);
+        map.foreign_signal(1);
+        map
+    });
+    assert_eq!(wait_many(&set, true, long()), Ok(Some(40)));
+    drop(t.join().unwrap());
+    // The next wait sees the flag and waits on the page's own word.
+    map_signal_reset(&payloads[40]);
+    let map = RawMap::new(payloads[40].share_fd().unwrap());
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(20));
+        map.foreign_signal(1);
+        map
+    });
+    assert_eq!(wait_many(&set, true, long()), Ok(Some(40)));
+    drop(t.join().unwrap());
+}
+
+fn map_signal_reset(p: &Payload) {
+    p.reset();
+    assert!(!p.is_signaled());
 }
 
 // ---------------------------------------------------------------------------------------------
