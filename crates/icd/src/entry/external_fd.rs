@@ -10,16 +10,18 @@ use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use ash::vk;
 use ash::vk::Handle;
+use tether_handles::Win32Exports;
 use tether_payload::{Payload, PayloadKind};
 
 use super::sync::lookup;
-use super::{VkResult, device, guard, result, write_out};
-use crate::handle_table::{FENCES, SEMAPHORES};
-use crate::handle_types::{HandleType, HandleTypeInfo};
+use super::{VkResult, guard, result, write_out};
+use crate::handle_table::{DeviceChild, FENCES, HandleTable, ObjectRef, SEMAPHORES};
+use crate::handle_types::{HandleFamily, HandleType, HandleTypeInfo};
 use crate::objects::device::Device;
 use crate::objects::physical_device::IDENTITY;
-use crate::sync::Permanence;
-use crate::sync::semaphore::SemaphoreType;
+use crate::sync::fence::Fence;
+use crate::sync::semaphore::{Semaphore, SemaphoreType};
+use crate::sync::{PayloadSlot, PendingWork, Permanence};
 
 /// Reports an import that names no usable payload.
 pub fn invalid_handle(dev: &Device, text: &str) -> vk::Result {
@@ -31,6 +33,279 @@ pub fn invalid_handle(dev: &Device, text: &str) -> vk::Result {
 pub fn invalid_usage(dev: &Device, vuid: &str, text: &str) -> vk::Result {
     dev.debug.validation(vuid, text);
     vk::Result::ERROR_VALIDATION_FAILED_EXT
+}
+
+/// One export or import command as its checks name it: the command, its input parameter and
+/// structure, and the id of an unknown object.
+pub struct Command {
+    pub name: &'static str,
+    pub param: &'static str,
+    pub structure: &'static str,
+    pub object_vuid: &'static str,
+}
+
+/// The object an export or import is about, with the handle-type bit it names.
+#[derive(Clone, Copy)]
+pub enum Target {
+    Fence(vk::ExternalFenceHandleTypeFlags),
+    Semaphore(SemaphoreType, vk::ExternalSemaphoreHandleTypeFlags),
+}
+
+/// What the export and import commands need of a fence or a semaphore.
+pub trait External: DeviceChild {
+    /// For messages: `fence`, `semaphore`.
+    const NAME: &'static str;
+    /// The payload a SYNC_FD import makes (of `-1`, or around the sync file).
+    const SYNC_FD_PAYLOAD: PayloadKind;
+    fn pending(&self) -> &PendingWork;
+    fn slot(&self) -> &PayloadSlot;
+    fn win32(&self) -> &Win32Exports;
+    /// Why a payload of `kind` cannot stand behind it (the end of a message), if it cannot.
+    fn refuses(&self, kind: PayloadKind) -> Option<String>;
+    /// The target of a command that names the raw handle-type bit `bit`.
+    fn target(&self, bit: u32) -> Target;
+    /// Whether it was created exportable as the raw handle-type bit `bit`.
+    fn created_exportable_as(&self, bit: u32) -> bool;
+}
+
+impl External for Fence {
+    const NAME: &'static str = "fence";
+    const SYNC_FD_PAYLOAD: PayloadKind = PayloadKind::Fence;
+
+    fn pending(&self) -> &PendingWork {
+        &self.pending
+    }
+
+    fn slot(&self) -> &PayloadSlot {
+        &self.slot
+    }
+
+    fn win32(&self) -> &Win32Exports {
+        &self.win32
+    }
+
+    fn refuses(&self, kind: PayloadKind) -> Option<String> {
+        (kind != PayloadKind::Fence).then(|| "not a fence".to_owned())
+    }
+
+    fn target(&self, bit: u32) -> Target {
+        Target::Fence(vk::ExternalFenceHandleTypeFlags::from_raw(bit))
+    }
+
+    fn created_exportable_as(&self, bit: u32) -> bool {
+        self.export_types
+            .contains(vk::ExternalFenceHandleTypeFlags::from_raw(bit))
+    }
+}
+
+impl External for Semaphore {
+    const NAME: &'static str = "semaphore";
+    const SYNC_FD_PAYLOAD: PayloadKind = PayloadKind::BinarySemaphore;
+
+    fn pending(&self) -> &PendingWork {
+        &self.pending
+    }
+
+    fn slot(&self) -> &PayloadSlot {
+        &self.slot
+    }
+
+    fn win32(&self) -> &Win32Exports {
+        &self.win32
+    }
+
+    fn refuses(&self, kind: PayloadKind) -> Option<String> {
+        let ty = self.semaphore_type;
+        (!payload_fits_semaphore(kind, ty)).then(|| format!("which cannot back a {ty:?} semaphore"))
+    }
+
+    fn target(&self, bit: u32) -> Target {
+        Target::Semaphore(self.semaphore_type, vk::ExternalSemaphoreHandleTypeFlags::from_raw(bit))
+    }
+
+    fn created_exportable_as(&self, bit: u32) -> bool {
+        self.export_types
+            .contains(vk::ExternalSemaphoreHandleTypeFlags::from_raw(bit))
+    }
+}
+
+/// What an export or import command has checked when its own work starts.
+pub struct Begun<'a, I, T: 'static> {
+    pub dev: &'a Device,
+    pub info: &'a I,
+    pub object: ObjectRef<T>,
+    /// The row of the handle type it names.
+    pub row: &'static HandleTypeInfo,
+    /// Imports: the permanence asked for.
+    pub permanence: Permanence,
+}
+
+/// The ids an export command reports its prologue's broken rules under: all that the fd and
+/// Win32 exports of fences and semaphores differ in there.
+pub struct ExportVuids {
+    pub command: Command,
+    pub family: HandleFamily,
+    /// The handle type is not one of the family's offered for the object.
+    pub handle_type: &'static str,
+    /// The object was not created exportable as the type (and holds no import).
+    pub not_exportable: &'static str,
+}
+
+/// The ids (and the one text) an import command reports its prologue's broken rules under: all
+/// that the fd and Win32 imports of fences and semaphores differ in there.
+pub struct ImportVuids {
+    pub command: Command,
+    pub family: HandleFamily,
+    /// The object is tied to unfinished queue work, and what to say.
+    pub in_use: &'static str,
+    pub in_use_text: &'static str,
+    /// The handle type is not one of the family's offered for the object.
+    pub handle_type: &'static str,
+    /// A copy-transference type (SYNC_FD) imported permanently (`None`: the family has none).
+    pub permanent_copy: Option<&'static str>,
+    /// A temporary import into a timeline semaphore (`None`: a fence command).
+    pub temporary_timeline: Option<&'static str>,
+}
+
+/// The start every export and import command shares: the device, the input structure (checked:
+/// NULL, sType, pNext) and the live object it names (`handle` reads its handle).
+///
+/// # Safety
+/// `device` is a device of this driver; `info` is NULL or valid for `'a`.
+unsafe fn begin<'a, I: vk::TaggedStructure, T: DeviceChild>(
+    device: vk::Device,
+    info: *const I,
+    command: &Command,
+    table: &'static HandleTable<T>,
+    handle: impl FnOnce(&I) -> u64,
+) -> VkResult<(&'a Device, &'a I, ObjectRef<T>)> {
+    // SAFETY: per the caller's contract.
+    let dev = unsafe { super::device(device) }?;
+    // SAFETY: as above.
+    let info = unsafe {
+        super::input_struct(
+            &dev.debug,
+            info,
+            command.name,
+            command.param,
+            command.structure,
+            Some(&[]),
+        )
+    }?;
+    let object = lookup(table, dev, handle(info), command.object_vuid)?;
+    Ok((dev, info, object))
+}
+
+/// The row of the handle type a command names, if the device offers it for the object in
+/// `family`; else the broken rule `vuid` (an import's message names the type).
+fn offered_row(
+    dev: &Device,
+    target: Target,
+    family: HandleFamily,
+    vuid: &str,
+    import: bool,
+) -> VkResult<&'static HandleTypeInfo> {
+    let row = match target {
+        Target::Fence(bit) => dev.handle_mode.fence_row(bit),
+        Target::Semaphore(ty, bit) => dev.handle_mode.semaphore_row(ty.object_kind(), bit),
+    };
+    row.filter(|r| r.family == family).ok_or_else(|| {
+        let family = match family {
+            HandleFamily::Fd => "an fd",
+            HandleFamily::Win32 => "a Win32",
+        };
+        let text = match target {
+            Target::Fence(_) => format!("not {family} handle type offered for fences"),
+            Target::Semaphore(ty, bit) if import => {
+                format!("{bit:?} is not {family} handle type offered for a {ty:?} semaphore")
+            }
+            Target::Semaphore(..) => format!("not {family} handle type offered for this semaphore type"),
+        };
+        invalid_usage(dev, vuid, &text)
+    })
+}
+
+/// The start of an export command: [`begin`], then the handle type must be one of the family's
+/// offered for the object, and the object created exportable as it (or hold an import).
+/// `fields` reads the object's handle and the raw handle-type bit from the input.
+///
+/// # Safety
+/// `device` is a device of this driver; `info` is NULL or valid for `'a`.
+pub unsafe fn begin_export<'a, I: vk::TaggedStructure, T: External>(
+    device: vk::Device,
+    info: *const I,
+    vuids: &ExportVuids,
+    table: &'static HandleTable<T>,
+    fields: impl Fn(&I) -> (u64, u32),
+) -> VkResult<Begun<'a, I, T>> {
+    // SAFETY: per the caller's contract.
+    let (dev, info, object) = unsafe { begin(device, info, &vuids.command, table, |i| fields(i).0) }?;
+    let bit = fields(info).1;
+    let target = object.target(bit);
+    let row = offered_row(dev, target, vuids.family, vuids.handle_type, false)?;
+    if !object.slot().active_is_imported() && !object.created_exportable_as(bit) {
+        return Err(invalid_usage(
+            dev,
+            vuids.not_exportable,
+            &format!("the {} was not created exportable as this handle type", T::NAME),
+        ));
+    }
+    Ok(Begun {
+        dev,
+        info,
+        object,
+        row,
+        permanence: Permanence::Permanent,
+    })
+}
+
+/// The start of an import command, everything it checks before it opens the handle: [`begin`],
+/// then the object must not be tied to unfinished queue work, the handle type must be one of
+/// the family's offered for the object, and the permanence one the type and the object allow.
+/// `fields` reads the object's handle, the raw handle-type bit and the TEMPORARY flag from the
+/// input.
+///
+/// # Safety
+/// `device` is a device of this driver; `info` is NULL or valid for `'a`.
+pub unsafe fn begin_import<'a, I: vk::TaggedStructure, T: External>(
+    device: vk::Device,
+    info: *const I,
+    vuids: &ImportVuids,
+    table: &'static HandleTable<T>,
+    fields: impl Fn(&I) -> (u64, u32, bool),
+) -> VkResult<Begun<'a, I, T>> {
+    // SAFETY: per the caller's contract.
+    let (dev, info, object) = unsafe { begin(device, info, &vuids.command, table, |i| fields(i).0) }?;
+    let (_, bit, temporary) = fields(info);
+    if object.pending().is_pending() {
+        return Err(invalid_usage(dev, vuids.in_use, vuids.in_use_text));
+    }
+    let target = object.target(bit);
+    let row = offered_row(dev, target, vuids.family, vuids.handle_type, true)?;
+    let permanence = Permanence::from_temporary_flag(temporary);
+    if let Some(vuid) = vuids.permanent_copy
+        && permanence == Permanence::Permanent
+        && !row.permanent_import_allowed()
+    {
+        return Err(invalid_usage(dev, vuid, "SYNC_FD imports must be temporary"));
+    }
+    if let Some(vuid) = vuids.temporary_timeline
+        && permanence == Permanence::Temporary
+        && matches!(target, Target::Semaphore(SemaphoreType::Timeline, _))
+    {
+        return Err(invalid_usage(
+            dev,
+            vuid,
+            "a timeline semaphore payload cannot be imported temporarily",
+        ));
+    }
+    Ok(Begun {
+        dev,
+        info,
+        object,
+        row,
+        permanence,
+    })
 }
 
 /// Borrows an fd the application passed in, if it is open.
@@ -117,6 +392,101 @@ fn export_payload(dev: &Device, row: &HandleTypeInfo, payload: &Payload) -> VkRe
     }
 }
 
+/// Whether a payload of `kind` can stand behind a semaphore of type `ty`.
+pub fn payload_fits_semaphore(kind: PayloadKind, ty: SemaphoreType) -> bool {
+    match ty {
+        SemaphoreType::Binary => matches!(kind, PayloadKind::BinarySemaphore | PayloadKind::D3d12Fence),
+        SemaphoreType::Timeline => matches!(kind, PayloadKind::Timeline | PayloadKind::D3d12Fence),
+    }
+}
+
+/// The ids an fd export command reports its broken rules under.
+struct FdExportVuids {
+    prologue: ExportVuids,
+    /// A SYNC_FD export of an object neither signaled nor with a signal pending.
+    sync_fd_unsignaled: &'static str,
+}
+
+/// `vkGet{Fence,Semaphore}FdKHR`. `fields` reads the object's handle and the raw handle-type
+/// bit from the input.
+///
+/// # Safety
+/// Per the command.
+unsafe fn get_fd<I: vk::TaggedStructure, T: External>(
+    device: vk::Device,
+    info: *const I,
+    out: *mut c_int,
+    vuids: &FdExportVuids,
+    table: &'static HandleTable<T>,
+    fields: impl Fn(&I) -> (u64, u32),
+) -> vk::Result {
+    guard(|| {
+        result((|| {
+            // SAFETY: valid handle and pointers per valid usage.
+            let Begun { dev, object, row, .. } = unsafe { begin_export(device, info, &vuids.prologue, table, fields) }?;
+            let active = object.slot().active();
+            if row.handle_type == HandleType::SyncFd
+                && !active.is_signaled()
+                && !object.pending().is_pending()
+                && !active.is_shared()
+            {
+                return Err(invalid_usage(
+                    dev,
+                    vuids.sync_fd_unsignaled,
+                    &format!("a SYNC_FD export needs the {} signaled or a signal pending", T::NAME),
+                ));
+            }
+            let payload = object.slot().take_active();
+            let fd = export_payload(dev, row, &payload)?;
+            // SAFETY: writable output per valid usage.
+            unsafe { write_out(out, fd) }
+        })())
+    })
+}
+
+/// `vkImport{Fence,Semaphore}FdKHR`. `fields` reads the object's handle, the raw handle-type
+/// bit and the TEMPORARY flag from the input, `fd` its fd.
+///
+/// # Safety
+/// Per the command.
+unsafe fn import_fd<I: vk::TaggedStructure, T: External>(
+    device: vk::Device,
+    info: *const I,
+    vuids: &ImportVuids,
+    table: &'static HandleTable<T>,
+    fields: impl Fn(&I) -> (u64, u32, bool),
+    fd: impl FnOnce(&I) -> c_int,
+) -> vk::Result {
+    guard(|| {
+        result((|| {
+            // SAFETY: valid handle and pointers per valid usage.
+            let Begun {
+                dev,
+                info,
+                object,
+                row,
+                permanence,
+            } = unsafe { begin_import(device, info, vuids, table, fields) }?;
+            let fd = fd(info);
+            // SAFETY: the application's fd; closed only on success.
+            let payload = unsafe { import_payload(dev, row, fd, T::SYNC_FD_PAYLOAD) }?;
+            if let Some(refusal) = object.refuses(payload.kind()) {
+                // The fd was not consumed: an OPAQUE_FD import only borrows it until here.
+                return Err(invalid_handle(
+                    dev,
+                    &format!("fd {fd} holds a {:?} payload, {refusal}", payload.kind()),
+                ));
+            }
+            if row.handle_type == HandleType::OpaqueFd {
+                // SAFETY: the import succeeded, so the application's fd is ours to close.
+                drop(unsafe { take_fd(fd) });
+            }
+            object.slot().install(payload, permanence);
+            Ok(())
+        })())
+    })
+}
+
 /// # Safety
 /// Per `vkGetFenceFdKHR`.
 pub unsafe extern "system" fn get_fence_fd(
@@ -124,62 +494,26 @@ pub unsafe extern "system" fn get_fence_fd(
     info: *const vk::FenceGetFdInfoKHR<'_>,
     out: *mut c_int,
 ) -> vk::Result {
-    guard(|| {
-        result((|| {
-            // SAFETY: valid handle and pointers per valid usage.
-            let dev = unsafe { self::device(device) }?;
-            // SAFETY: as above.
-            let info = unsafe {
-                super::input_struct(
-                    &dev.debug,
-                    info,
-                    "vkGetFenceFdKHR",
-                    "pGetFdInfo",
-                    "VkFenceGetFdInfoKHR",
-                    Some(&[]),
-                )
-            }?;
-            let fence = lookup(
-                &FENCES,
-                dev,
-                info.fence.as_raw(),
-                "VUID-VkFenceGetFdInfoKHR-fence-parameter",
-            )?;
-            let row = dev
-                .handle_mode
-                .fence_row(info.handle_type)
-                .filter(|r| r.family == crate::handle_types::HandleFamily::Fd)
-                .ok_or_else(|| {
-                    invalid_usage(
-                        dev,
-                        "VUID-VkFenceGetFdInfoKHR-handleType-01456",
-                        "not an fd handle type offered for fences",
-                    )
-                })?;
-            if !fence.slot.active_is_imported() && !fence.export_types.contains(info.handle_type) {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-VkFenceGetFdInfoKHR-handleType-01453",
-                    "the fence was not created exportable as this handle type",
-                ));
-            }
-            if row.handle_type == HandleType::SyncFd
-                && !fence.is_signaled()
-                && !fence.pending.is_pending()
-                && !fence.slot.active().is_shared()
-            {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-VkFenceGetFdInfoKHR-handleType-01454",
-                    "a SYNC_FD export needs the fence signaled or a signal pending",
-                ));
-            }
-            let payload = fence.slot.take_active();
-            let fd = export_payload(dev, row, &payload)?;
-            // SAFETY: writable output per valid usage.
-            unsafe { write_out(out, fd) }
-        })())
-    })
+    let vuids = FdExportVuids {
+        prologue: ExportVuids {
+            command: Command {
+                name: "vkGetFenceFdKHR",
+                param: "pGetFdInfo",
+                structure: "VkFenceGetFdInfoKHR",
+                object_vuid: "VUID-VkFenceGetFdInfoKHR-fence-parameter",
+            },
+            family: HandleFamily::Fd,
+            handle_type: "VUID-VkFenceGetFdInfoKHR-handleType-01456",
+            not_exportable: "VUID-VkFenceGetFdInfoKHR-handleType-01453",
+        },
+        sync_fd_unsignaled: "VUID-VkFenceGetFdInfoKHR-handleType-01454",
+    };
+    // SAFETY: per the caller's contract.
+    unsafe {
+        get_fd(device, info, out, &vuids, &FENCES, |i| {
+            (i.fence.as_raw(), i.handle_type.as_raw())
+        })
+    }
 }
 
 /// # Safety
@@ -188,78 +522,26 @@ pub unsafe extern "system" fn import_fence_fd(
     device: vk::Device,
     info: *const vk::ImportFenceFdInfoKHR<'_>,
 ) -> vk::Result {
-    guard(|| {
-        result((|| {
-            // SAFETY: valid handle and pointers per valid usage.
-            let dev = unsafe { self::device(device) }?;
-            // SAFETY: as above.
-            let info = unsafe {
-                super::input_struct(
-                    &dev.debug,
-                    info,
-                    "vkImportFenceFdKHR",
-                    "pImportFenceFdInfo",
-                    "VkImportFenceFdInfoKHR",
-                    Some(&[]),
-                )
-            }?;
-            let fence = lookup(
-                &FENCES,
-                dev,
-                info.fence.as_raw(),
-                "VUID-VkImportFenceFdInfoKHR-fence-parameter",
-            )?;
-            if fence.pending.is_pending() {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-vkImportFenceFdKHR-fence-01463",
-                    "the fence is tied to unfinished queue work",
-                ));
-            }
-            let row = dev
-                .handle_mode
-                .fence_row(info.handle_type)
-                .filter(|r| r.family == crate::handle_types::HandleFamily::Fd)
-                .ok_or_else(|| {
-                    invalid_usage(
-                        dev,
-                        "VUID-VkImportFenceFdInfoKHR-handleType-01464",
-                        "not an fd handle type offered for fences",
-                    )
-                })?;
-            let permanence = Permanence::from_temporary_flag(info.flags.contains(vk::FenceImportFlags::TEMPORARY));
-            if permanence == Permanence::Permanent && !row.permanent_import_allowed() {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-VkImportFenceFdInfoKHR-handleType-07306",
-                    "SYNC_FD imports must be temporary",
-                ));
-            }
-            // SAFETY: the application's fd; closed only on success.
-            let payload = unsafe { import_payload(dev, row, info.fd, PayloadKind::Fence) }?;
-            if payload.kind() != PayloadKind::Fence {
-                // The fd was not consumed: an OPAQUE_FD import only borrows it until here.
-                return Err(invalid_handle(
-                    dev,
-                    &format!("fd {} holds a {:?} payload, not a fence", info.fd, payload.kind()),
-                ));
-            }
-            if row.handle_type == HandleType::OpaqueFd {
-                // SAFETY: the import succeeded, so the application's fd is ours to close.
-                drop(unsafe { take_fd(info.fd) });
-            }
-            fence.slot.install(payload, permanence);
-            Ok(())
-        })())
-    })
-}
-
-/// Whether a payload of `kind` can stand behind a semaphore of type `ty`.
-pub fn payload_fits_semaphore(kind: PayloadKind, ty: SemaphoreType) -> bool {
-    match ty {
-        SemaphoreType::Binary => matches!(kind, PayloadKind::BinarySemaphore | PayloadKind::D3d12Fence),
-        SemaphoreType::Timeline => matches!(kind, PayloadKind::Timeline | PayloadKind::D3d12Fence),
-    }
+    let vuids = ImportVuids {
+        command: Command {
+            name: "vkImportFenceFdKHR",
+            param: "pImportFenceFdInfo",
+            structure: "VkImportFenceFdInfoKHR",
+            object_vuid: "VUID-VkImportFenceFdInfoKHR-fence-parameter",
+        },
+        family: HandleFamily::Fd,
+        in_use: "VUID-vkImportFenceFdKHR-fence-01463",
+        in_use_text: "the fence is tied to unfinished queue work",
+        handle_type: "VUID-VkImportFenceFdInfoKHR-handleType-01464",
+        permanent_copy: Some("VUID-VkImportFenceFdInfoKHR-handleType-07306"),
+        temporary_timeline: None,
+    };
+    let fields = |i: &vk::ImportFenceFdInfoKHR<'_>| {
+        let temporary = i.flags.contains(vk::FenceImportFlags::TEMPORARY);
+        (i.fence.as_raw(), i.handle_type.as_raw(), temporary)
+    };
+    // SAFETY: per the caller's contract.
+    unsafe { import_fd(device, info, &vuids, &FENCES, fields, |i| i.fd) }
 }
 
 /// # Safety
@@ -269,63 +551,26 @@ pub unsafe extern "system" fn get_semaphore_fd(
     info: *const vk::SemaphoreGetFdInfoKHR<'_>,
     out: *mut c_int,
 ) -> vk::Result {
-    guard(|| {
-        result((|| {
-            // SAFETY: valid handle and pointers per valid usage.
-            let dev = unsafe { self::device(device) }?;
-            // SAFETY: as above.
-            let info = unsafe {
-                super::input_struct(
-                    &dev.debug,
-                    info,
-                    "vkGetSemaphoreFdKHR",
-                    "pGetFdInfo",
-                    "VkSemaphoreGetFdInfoKHR",
-                    Some(&[]),
-                )
-            }?;
-            let semaphore = lookup(
-                &SEMAPHORES,
-                dev,
-                info.semaphore.as_raw(),
-                "VUID-VkSemaphoreGetFdInfoKHR-semaphore-parameter",
-            )?;
-            let row = dev
-                .handle_mode
-                .semaphore_row(semaphore.semaphore_type.object_kind(), info.handle_type)
-                .filter(|r| r.family == crate::handle_types::HandleFamily::Fd)
-                .ok_or_else(|| {
-                    invalid_usage(
-                        dev,
-                        "VUID-VkSemaphoreGetFdInfoKHR-handleType-01136",
-                        "not an fd handle type offered for this semaphore type",
-                    )
-                })?;
-            if !semaphore.slot.active_is_imported() && !semaphore.export_types.contains(info.handle_type) {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-VkSemaphoreGetFdInfoKHR-handleType-01132",
-                    "the semaphore was not created exportable as this handle type",
-                ));
-            }
-            let active = semaphore.slot.active();
-            if row.handle_type == HandleType::SyncFd
-                && !active.is_signaled()
-                && !semaphore.pending.is_pending()
-                && !active.is_shared()
-            {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-VkSemaphoreGetFdInfoKHR-handleType-03254",
-                    "a SYNC_FD export needs the semaphore signaled or a signal pending",
-                ));
-            }
-            let payload = semaphore.slot.take_active();
-            let fd = export_payload(dev, row, &payload)?;
-            // SAFETY: writable output per valid usage.
-            unsafe { write_out(out, fd) }
-        })())
-    })
+    let vuids = FdExportVuids {
+        prologue: ExportVuids {
+            command: Command {
+                name: "vkGetSemaphoreFdKHR",
+                param: "pGetFdInfo",
+                structure: "VkSemaphoreGetFdInfoKHR",
+                object_vuid: "VUID-VkSemaphoreGetFdInfoKHR-semaphore-parameter",
+            },
+            family: HandleFamily::Fd,
+            handle_type: "VUID-VkSemaphoreGetFdInfoKHR-handleType-01136",
+            not_exportable: "VUID-VkSemaphoreGetFdInfoKHR-handleType-01132",
+        },
+        sync_fd_unsignaled: "VUID-VkSemaphoreGetFdInfoKHR-handleType-03254",
+    };
+    // SAFETY: per the caller's contract.
+    unsafe {
+        get_fd(device, info, out, &vuids, &SEMAPHORES, |i| {
+            (i.semaphore.as_raw(), i.handle_type.as_raw())
+        })
+    }
 }
 
 /// # Safety
@@ -334,82 +579,24 @@ pub unsafe extern "system" fn import_semaphore_fd(
     device: vk::Device,
     info: *const vk::ImportSemaphoreFdInfoKHR<'_>,
 ) -> vk::Result {
-    guard(|| {
-        result((|| {
-            // SAFETY: valid handle and pointers per valid usage.
-            let dev = unsafe { self::device(device) }?;
-            // SAFETY: as above.
-            let info = unsafe {
-                super::input_struct(
-                    &dev.debug,
-                    info,
-                    "vkImportSemaphoreFdKHR",
-                    "pImportSemaphoreFdInfo",
-                    "VkImportSemaphoreFdInfoKHR",
-                    Some(&[]),
-                )
-            }?;
-            let semaphore = lookup(
-                &SEMAPHORES,
-                dev,
-                info.semaphore.as_raw(),
-                "VUID-VkImportSemaphoreFdInfoKHR-semaphore-parameter",
-            )?;
-            if semaphore.pending.is_pending() {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-vkImportSemaphoreFdKHR-semaphore-01142",
-                    "the semaphore is tied to unfinished queue work",
-                ));
-            }
-            let ty = semaphore.semaphore_type;
-            let row = dev
-                .handle_mode
-                .semaphore_row(ty.object_kind(), info.handle_type)
-                .filter(|r| r.family == crate::handle_types::HandleFamily::Fd);
-            let Some(row) = row else {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-VkImportSemaphoreFdInfoKHR-handleType-01143",
-                    &format!(
-                        "{:?} is not an fd handle type offered for a {ty:?} semaphore",
-                        info.handle_type
-                    ),
-                ));
-            };
-            let permanence = Permanence::from_temporary_flag(info.flags.contains(vk::SemaphoreImportFlags::TEMPORARY));
-            if permanence == Permanence::Permanent && !row.permanent_import_allowed() {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-VkImportSemaphoreFdInfoKHR-handleType-07307",
-                    "SYNC_FD imports must be temporary",
-                ));
-            }
-            if permanence == Permanence::Temporary && ty == SemaphoreType::Timeline {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-VkImportSemaphoreFdInfoKHR-flags-03323",
-                    "a timeline semaphore payload cannot be imported temporarily",
-                ));
-            }
-            // SAFETY: the application's fd; closed only on success.
-            let payload = unsafe { import_payload(dev, row, info.fd, PayloadKind::BinarySemaphore) }?;
-            if !payload_fits_semaphore(payload.kind(), ty) {
-                return Err(invalid_handle(
-                    dev,
-                    &format!(
-                        "fd {} holds a {:?} payload, which cannot back a {ty:?} semaphore",
-                        info.fd,
-                        payload.kind()
-                    ),
-                ));
-            }
-            if row.handle_type == HandleType::OpaqueFd {
-                // SAFETY: the import succeeded, so the application's fd is ours to close.
-                drop(unsafe { take_fd(info.fd) });
-            }
-            semaphore.slot.install(payload, permanence);
-            Ok(())
-        })())
-    })
+    let vuids = ImportVuids {
+        command: Command {
+            name: "vkImportSemaphoreFdKHR",
+            param: "pImportSemaphoreFdInfo",
+            structure: "VkImportSemaphoreFdInfoKHR",
+            object_vuid: "VUID-VkImportSemaphoreFdInfoKHR-semaphore-parameter",
+        },
+        family: HandleFamily::Fd,
+        in_use: "VUID-vkImportSemaphoreFdKHR-semaphore-01142",
+        in_use_text: "the semaphore is tied to unfinished queue work",
+        handle_type: "VUID-VkImportSemaphoreFdInfoKHR-handleType-01143",
+        permanent_copy: Some("VUID-VkImportSemaphoreFdInfoKHR-handleType-07307"),
+        temporary_timeline: Some("VUID-VkImportSemaphoreFdInfoKHR-flags-03323"),
+    };
+    let fields = |i: &vk::ImportSemaphoreFdInfoKHR<'_>| {
+        let temporary = i.flags.contains(vk::SemaphoreImportFlags::TEMPORARY);
+        (i.semaphore.as_raw(), i.handle_type.as_raw(), temporary)
+    };
+    // SAFETY: per the caller's contract.
+    unsafe { import_fd(device, info, &vuids, &SEMAPHORES, fields, |i| i.fd) }
 }

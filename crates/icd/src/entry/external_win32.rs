@@ -16,14 +16,17 @@ use tether_handles::{
 };
 use tether_payload::{Payload, PayloadKind};
 
-use super::external_fd::{invalid_handle, invalid_usage, payload_fits_semaphore};
-use super::sync::lookup;
-use super::{VkResult, device, guard, result, write_out};
-use crate::handle_table::{FENCES, SEMAPHORES};
-use crate::handle_types::{HandleFamily, HandleType, HandleTypeInfo, ObjectKind};
+use super::external_fd::{
+    Begun, Command, ExportVuids, External, ImportVuids, begin_export, begin_import, invalid_handle, invalid_usage,
+    payload_fits_semaphore,
+};
+use super::{VkResult, guard, result, write_out};
+use crate::handle_table::{FENCES, HandleTable, SEMAPHORES};
+use crate::handle_types::{HandleFamily, HandleType, HandleTypeInfo};
 use crate::objects::device::Device;
 use crate::objects::physical_device::IDENTITY;
-use crate::sync::semaphore::SemaphoreType;
+use crate::sync::fence::Fence;
+use crate::sync::semaphore::Semaphore;
 use crate::sync::{PayloadSlot, Permanence};
 
 /// The message id of an NT export whose name another object holds.
@@ -144,7 +147,7 @@ unsafe fn open(
     row: &HandleTypeInfo,
     handle: isize,
     name: *const u16,
-    vuids: &ImportVuids,
+    vuids: &Win32ImportVuids,
 ) -> VkResult<Payload> {
     let named = !name.is_null();
     if handle != 0 && named {
@@ -188,91 +191,12 @@ unsafe fn open(
     Payload::import(std::os::fd::AsFd::as_fd(&fd), &IDENTITY).map_err(|e| invalid_handle(dev, &format!("{e}")))
 }
 
-/// The valid-usage ids of one import command.
-struct ImportVuids {
+/// The valid-usage ids of one Win32 import command: its prologue's, and what naming the handle
+/// breaks.
+struct Win32ImportVuids {
+    prologue: ImportVuids,
     handle_and_name: &'static str,
     name_with_kmt: &'static str,
-}
-
-const FENCE_IMPORT: ImportVuids = ImportVuids {
-    handle_and_name: "VUID-VkImportFenceWin32HandleInfoKHR-handle-01462",
-    name_with_kmt: "VUID-VkImportFenceWin32HandleInfoKHR-handleType-01459",
-};
-
-const SEMAPHORE_IMPORT: ImportVuids = ImportVuids {
-    handle_and_name: "VUID-VkImportSemaphoreWin32HandleInfoKHR-handle-01469",
-    name_with_kmt: "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-01466",
-};
-
-fn win32_fence_row(dev: &Device, bit: vk::ExternalFenceHandleTypeFlags) -> Option<&'static HandleTypeInfo> {
-    dev.handle_mode
-        .fence_row(bit)
-        .filter(|r| r.family == HandleFamily::Win32)
-}
-
-fn win32_semaphore_row(
-    dev: &Device,
-    kind: ObjectKind,
-    bit: vk::ExternalSemaphoreHandleTypeFlags,
-) -> Option<&'static HandleTypeInfo> {
-    dev.handle_mode
-        .semaphore_row(kind, bit)
-        .filter(|r| r.family == HandleFamily::Win32)
-}
-
-/// # Safety
-/// Per `vkGetFenceWin32HandleKHR`.
-pub unsafe extern "system" fn get_fence_win32_handle(
-    device: vk::Device,
-    info: *const vk::FenceGetWin32HandleInfoKHR<'_>,
-    out: *mut vk::HANDLE,
-) -> vk::Result {
-    guard(|| {
-        result((|| {
-            // SAFETY: valid handle and pointers per valid usage.
-            let dev = unsafe { self::device(device) }?;
-            // SAFETY: as above.
-            let info = unsafe {
-                super::input_struct(
-                    &dev.debug,
-                    info,
-                    "vkGetFenceWin32HandleKHR",
-                    "pGetWin32HandleInfo",
-                    "VkFenceGetWin32HandleInfoKHR",
-                    Some(&[]),
-                )
-            }?;
-            let fence = lookup(
-                &FENCES,
-                dev,
-                info.fence.as_raw(),
-                "VUID-VkFenceGetWin32HandleInfoKHR-fence-parameter",
-            )?;
-            let row = win32_fence_row(dev, info.handle_type).ok_or_else(|| {
-                invalid_usage(
-                    dev,
-                    "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01452",
-                    "not a Win32 handle type offered for fences",
-                )
-            })?;
-            if !fence.slot.active_is_imported() && !fence.export_types.contains(info.handle_type) {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01448",
-                    "the fence was not created exportable as this handle type",
-                ));
-            }
-            let handle = export(
-                dev,
-                &fence.slot,
-                &fence.win32,
-                row,
-                "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01449",
-            )?;
-            // SAFETY: writable output per valid usage.
-            unsafe { write_out(out, handle) }.inspect_err(|_| close_exported(row, handle))
-        })())
-    })
 }
 
 /// Closes an exported NT handle nobody received.
@@ -283,63 +207,140 @@ fn close_exported(row: &HandleTypeInfo, handle: isize) {
     }
 }
 
+/// `vkGet{Fence,Semaphore}Win32HandleKHR`. `fields` reads the object's handle and the raw
+/// handle-type bit from the input.
+///
+/// # Safety
+/// Per the command.
+unsafe fn get_win32_handle<I: vk::TaggedStructure, T: External>(
+    device: vk::Device,
+    info: *const I,
+    out: *mut vk::HANDLE,
+    vuids: &ExportVuids,
+    already_exported: &str,
+    table: &'static HandleTable<T>,
+    fields: impl Fn(&I) -> (u64, u32),
+) -> vk::Result {
+    guard(|| {
+        result((|| {
+            // SAFETY: valid handle and pointers per valid usage.
+            let Begun { dev, object, row, .. } = unsafe { begin_export(device, info, vuids, table, fields) }?;
+            if row.handle_type == HandleType::D3d12Fence && object.slot().active().kind() != PayloadKind::D3d12Fence {
+                return Err(invalid_usage(
+                    dev,
+                    vuids.not_exportable,
+                    &format!("the {}'s payload is not a D3D12 fence", T::NAME),
+                ));
+            }
+            let handle = export(dev, object.slot(), object.win32(), row, already_exported)?;
+            // SAFETY: writable output per valid usage.
+            unsafe { write_out(out, handle) }.inspect_err(|_| close_exported(row, handle))
+        })())
+    })
+}
+
+/// `vkImport{Fence,Semaphore}Win32HandleKHR`. `fields` reads the object's handle, the raw
+/// handle-type bit and the TEMPORARY flag from the input, `named` its handle and name;
+/// `payload` checks what the kind needs of the payload the handle names.
+///
+/// # Safety
+/// Per the command.
+unsafe fn import_win32_handle<I: vk::TaggedStructure, T: External>(
+    device: vk::Device,
+    info: *const I,
+    vuids: &Win32ImportVuids,
+    table: &'static HandleTable<T>,
+    fields: impl Fn(&I) -> (u64, u32, bool),
+    named: impl FnOnce(&I) -> (isize, *const u16),
+    payload: fn(&Device, &T, &HandleTypeInfo, Permanence, PayloadKind) -> VkResult<()>,
+) -> vk::Result {
+    guard(|| {
+        result((|| {
+            // SAFETY: valid handle and pointers per valid usage.
+            let Begun {
+                dev,
+                info,
+                object,
+                row,
+                permanence,
+            } = unsafe { begin_import(device, info, &vuids.prologue, table, fields) }?;
+            let (handle, name) = named(info);
+            // SAFETY: `name` is NULL or a NUL-terminated string per valid usage; the handle is borrowed.
+            let opened = unsafe { open(dev, row, handle, name, vuids) }?;
+            payload(dev, &object, row, permanence, opened.kind())?;
+            if permanence == Permanence::Permanent {
+                object.win32().forget();
+            }
+            object.slot().install(opened, permanence);
+            Ok(())
+        })())
+    })
+}
+
+/// # Safety
+/// Per `vkGetFenceWin32HandleKHR`.
+pub unsafe extern "system" fn get_fence_win32_handle(
+    device: vk::Device,
+    info: *const vk::FenceGetWin32HandleInfoKHR<'_>,
+    out: *mut vk::HANDLE,
+) -> vk::Result {
+    let vuids = ExportVuids {
+        command: Command {
+            name: "vkGetFenceWin32HandleKHR",
+            param: "pGetWin32HandleInfo",
+            structure: "VkFenceGetWin32HandleInfoKHR",
+            object_vuid: "VUID-VkFenceGetWin32HandleInfoKHR-fence-parameter",
+        },
+        family: HandleFamily::Win32,
+        handle_type: "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01452",
+        not_exportable: "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01448",
+    };
+    let already_exported = "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01449";
+    // SAFETY: per the caller's contract.
+    unsafe {
+        get_win32_handle(device, info, out, &vuids, already_exported, &FENCES, |i| {
+            (i.fence.as_raw(), i.handle_type.as_raw())
+        })
+    }
+}
+
 /// # Safety
 /// Per `vkImportFenceWin32HandleKHR`.
 pub unsafe extern "system" fn import_fence_win32_handle(
     device: vk::Device,
     info: *const vk::ImportFenceWin32HandleInfoKHR<'_>,
 ) -> vk::Result {
-    guard(|| {
-        result((|| {
-            // SAFETY: valid handle and pointers per valid usage.
-            let dev = unsafe { self::device(device) }?;
-            // SAFETY: as above.
-            let info = unsafe {
-                super::input_struct(
-                    &dev.debug,
-                    info,
-                    "vkImportFenceWin32HandleKHR",
-                    "pImportFenceWin32HandleInfo",
-                    "VkImportFenceWin32HandleInfoKHR",
-                    Some(&[]),
-                )
-            }?;
-            let fence = lookup(
-                &FENCES,
-                dev,
-                info.fence.as_raw(),
-                "VUID-VkImportFenceWin32HandleInfoKHR-fence-parameter",
-            )?;
-            if fence.pending.is_pending() {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-vkImportFenceWin32HandleKHR-fence-04448",
-                    "the fence is tied to unfinished queue work",
-                ));
-            }
-            let row = win32_fence_row(dev, info.handle_type).ok_or_else(|| {
-                invalid_usage(
-                    dev,
-                    "VUID-VkImportFenceWin32HandleInfoKHR-handleType-01457",
-                    "not a Win32 handle type offered for fences",
-                )
-            })?;
-            // SAFETY: `name` is NULL or a NUL-terminated string per valid usage; the handle is borrowed.
-            let payload = unsafe { open(dev, row, info.handle, info.name, &FENCE_IMPORT) }?;
-            if payload.kind() != PayloadKind::Fence {
-                return Err(invalid_handle(
-                    dev,
-                    &format!("the handle names a {:?} payload, not a fence", payload.kind()),
-                ));
-            }
-            let permanence = Permanence::from_temporary_flag(info.flags.contains(vk::FenceImportFlags::TEMPORARY));
-            if permanence == Permanence::Permanent {
-                fence.win32.forget();
-            }
-            fence.slot.install(payload, permanence);
-            Ok(())
-        })())
-    })
+    let vuids = Win32ImportVuids {
+        prologue: ImportVuids {
+            command: Command {
+                name: "vkImportFenceWin32HandleKHR",
+                param: "pImportFenceWin32HandleInfo",
+                structure: "VkImportFenceWin32HandleInfoKHR",
+                object_vuid: "VUID-VkImportFenceWin32HandleInfoKHR-fence-parameter",
+            },
+            family: HandleFamily::Win32,
+            in_use: "VUID-vkImportFenceWin32HandleKHR-fence-04448",
+            in_use_text: "the fence is tied to unfinished queue work",
+            handle_type: "VUID-VkImportFenceWin32HandleInfoKHR-handleType-01457",
+            permanent_copy: None,
+            temporary_timeline: None,
+        },
+        handle_and_name: "VUID-VkImportFenceWin32HandleInfoKHR-handle-01462",
+        name_with_kmt: "VUID-VkImportFenceWin32HandleInfoKHR-handleType-01459",
+    };
+    let fields = |i: &vk::ImportFenceWin32HandleInfoKHR<'_>| {
+        let temporary = i.flags.contains(vk::FenceImportFlags::TEMPORARY);
+        (i.fence.as_raw(), i.handle_type.as_raw(), temporary)
+    };
+    let payload = |dev: &Device, fence: &Fence, _: &HandleTypeInfo, _, kind| match fence.refuses(kind) {
+        Some(refusal) => Err(invalid_handle(
+            dev,
+            &format!("the handle names a {kind:?} payload, {refusal}"),
+        )),
+        None => Ok(()),
+    };
+    // SAFETY: per the caller's contract.
+    unsafe { import_win32_handle(device, info, &vuids, &FENCES, fields, |i| (i.handle, i.name), payload) }
 }
 
 /// # Safety
@@ -349,61 +350,60 @@ pub unsafe extern "system" fn get_semaphore_win32_handle(
     info: *const vk::SemaphoreGetWin32HandleInfoKHR<'_>,
     out: *mut vk::HANDLE,
 ) -> vk::Result {
-    guard(|| {
-        result((|| {
-            // SAFETY: valid handle and pointers per valid usage.
-            let dev = unsafe { self::device(device) }?;
-            // SAFETY: as above.
-            let info = unsafe {
-                super::input_struct(
-                    &dev.debug,
-                    info,
-                    "vkGetSemaphoreWin32HandleKHR",
-                    "pGetWin32HandleInfo",
-                    "VkSemaphoreGetWin32HandleInfoKHR",
-                    Some(&[]),
-                )
-            }?;
-            let semaphore = lookup(
-                &SEMAPHORES,
-                dev,
-                info.semaphore.as_raw(),
-                "VUID-VkSemaphoreGetWin32HandleInfoKHR-semaphore-parameter",
-            )?;
-            let row = win32_semaphore_row(dev, semaphore.semaphore_type.object_kind(), info.handle_type).ok_or_else(
-                || {
-                    invalid_usage(
-                        dev,
-                        "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01131",
-                        "not a Win32 handle type offered for this semaphore type",
-                    )
-                },
-            )?;
-            if !semaphore.slot.active_is_imported() && !semaphore.export_types.contains(info.handle_type) {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01126",
-                    "the semaphore was not created exportable as this handle type",
-                ));
-            }
-            if row.handle_type == HandleType::D3d12Fence && semaphore.slot.active().kind() != PayloadKind::D3d12Fence {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01126",
-                    "the semaphore's payload is not a D3D12 fence",
-                ));
-            }
-            let handle = export(
-                dev,
-                &semaphore.slot,
-                &semaphore.win32,
-                row,
-                "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01127",
-            )?;
-            // SAFETY: writable output per valid usage.
-            unsafe { write_out(out, handle) }.inspect_err(|_| close_exported(row, handle))
-        })())
-    })
+    let vuids = ExportVuids {
+        command: Command {
+            name: "vkGetSemaphoreWin32HandleKHR",
+            param: "pGetWin32HandleInfo",
+            structure: "VkSemaphoreGetWin32HandleInfoKHR",
+            object_vuid: "VUID-VkSemaphoreGetWin32HandleInfoKHR-semaphore-parameter",
+        },
+        family: HandleFamily::Win32,
+        handle_type: "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01131",
+        not_exportable: "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01126",
+    };
+    let already_exported = "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01127";
+    // SAFETY: per the caller's contract.
+    unsafe {
+        get_win32_handle(device, info, out, &vuids, already_exported, &SEMAPHORES, |i| {
+            (i.semaphore.as_raw(), i.handle_type.as_raw())
+        })
+    }
+}
+
+/// What a semaphore needs of the payload a Win32 import names: a D3D12 fence for D3D12_FENCE, a
+/// semaphore payload of its own type, and no timeline payload imported temporarily.
+fn semaphore_payload(
+    dev: &Device,
+    semaphore: &Semaphore,
+    row: &HandleTypeInfo,
+    permanence: Permanence,
+    kind: PayloadKind,
+) -> VkResult<()> {
+    let ty = semaphore.semaphore_type;
+    if row.handle_type == HandleType::D3d12Fence && kind != PayloadKind::D3d12Fence {
+        return Err(invalid_handle(
+            dev,
+            &format!("a D3D12_FENCE import needs a D3D12 fence payload, the handle names a {kind:?}"),
+        ));
+    }
+    if kind == PayloadKind::Fence {
+        return Err(invalid_handle(dev, "the handle names a fence payload, not a semaphore"));
+    }
+    if !payload_fits_semaphore(kind, ty) {
+        return Err(invalid_usage(
+            dev,
+            "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-03262",
+            &format!("the exporter's semaphore type ({kind:?}) does not match this {ty:?} semaphore"),
+        ));
+    }
+    if permanence == Permanence::Temporary && kind == PayloadKind::Timeline {
+        return Err(invalid_usage(
+            dev,
+            "VUID-VkImportSemaphoreWin32HandleInfoKHR-flags-03322",
+            "a timeline payload cannot be imported temporarily",
+        ));
+    }
+    Ok(())
 }
 
 /// # Safety
@@ -412,84 +412,38 @@ pub unsafe extern "system" fn import_semaphore_win32_handle(
     device: vk::Device,
     info: *const vk::ImportSemaphoreWin32HandleInfoKHR<'_>,
 ) -> vk::Result {
-    guard(|| {
-        result((|| {
-            // SAFETY: valid handle and pointers per valid usage.
-            let dev = unsafe { self::device(device) }?;
-            // SAFETY: as above.
-            let info = unsafe {
-                super::input_struct(
-                    &dev.debug,
-                    info,
-                    "vkImportSemaphoreWin32HandleKHR",
-                    "pImportSemaphoreWin32HandleInfo",
-                    "VkImportSemaphoreWin32HandleInfoKHR",
-                    Some(&[]),
-                )
-            }?;
-            let semaphore = lookup(
-                &SEMAPHORES,
-                dev,
-                info.semaphore.as_raw(),
-                "VUID-VkImportSemaphoreWin32HandleInfoKHR-semaphore-parameter",
-            )?;
-            if semaphore.pending.is_pending() {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-vkImportSemaphoreWin32HandleKHR-semaphore-in-use",
-                    "the semaphore is tied to unfinished queue work (Khronos issue 3507)",
-                ));
-            }
-            let ty = semaphore.semaphore_type;
-            let row = win32_semaphore_row(dev, ty.object_kind(), info.handle_type).ok_or_else(|| {
-                invalid_usage(
-                    dev,
-                    "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-01140",
-                    &format!(
-                        "{:?} is not a Win32 handle type offered for a {ty:?} semaphore",
-                        info.handle_type
-                    ),
-                )
-            })?;
-            let permanence = Permanence::from_temporary_flag(info.flags.contains(vk::SemaphoreImportFlags::TEMPORARY));
-            if permanence == Permanence::Temporary && ty == SemaphoreType::Timeline {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-VkImportSemaphoreWin32HandleInfoKHR-flags-03322",
-                    "a timeline semaphore payload cannot be imported temporarily",
-                ));
-            }
-            // SAFETY: `name` is NULL or a NUL-terminated string per valid usage; the handle is borrowed.
-            let payload = unsafe { open(dev, row, info.handle, info.name, &SEMAPHORE_IMPORT) }?;
-            let kind = payload.kind();
-            if row.handle_type == HandleType::D3d12Fence && kind != PayloadKind::D3d12Fence {
-                return Err(invalid_handle(
-                    dev,
-                    &format!("a D3D12_FENCE import needs a D3D12 fence payload, the handle names a {kind:?}"),
-                ));
-            }
-            if kind == PayloadKind::Fence {
-                return Err(invalid_handle(dev, "the handle names a fence payload, not a semaphore"));
-            }
-            if !payload_fits_semaphore(kind, ty) {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-03262",
-                    &format!("the exporter's semaphore type ({kind:?}) does not match this {ty:?} semaphore"),
-                ));
-            }
-            if permanence == Permanence::Temporary && kind == PayloadKind::Timeline {
-                return Err(invalid_usage(
-                    dev,
-                    "VUID-VkImportSemaphoreWin32HandleInfoKHR-flags-03322",
-                    "a timeline payload cannot be imported temporarily",
-                ));
-            }
-            if permanence == Permanence::Permanent {
-                semaphore.win32.forget();
-            }
-            semaphore.slot.install(payload, permanence);
-            Ok(())
-        })())
-    })
+    let vuids = Win32ImportVuids {
+        prologue: ImportVuids {
+            command: Command {
+                name: "vkImportSemaphoreWin32HandleKHR",
+                param: "pImportSemaphoreWin32HandleInfo",
+                structure: "VkImportSemaphoreWin32HandleInfoKHR",
+                object_vuid: "VUID-VkImportSemaphoreWin32HandleInfoKHR-semaphore-parameter",
+            },
+            family: HandleFamily::Win32,
+            in_use: "VUID-vkImportSemaphoreWin32HandleKHR-semaphore-in-use",
+            in_use_text: "the semaphore is tied to unfinished queue work (Khronos issue 3507)",
+            handle_type: "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-01140",
+            permanent_copy: None,
+            temporary_timeline: Some("VUID-VkImportSemaphoreWin32HandleInfoKHR-flags-03322"),
+        },
+        handle_and_name: "VUID-VkImportSemaphoreWin32HandleInfoKHR-handle-01469",
+        name_with_kmt: "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-01466",
+    };
+    let fields = |i: &vk::ImportSemaphoreWin32HandleInfoKHR<'_>| {
+        let temporary = i.flags.contains(vk::SemaphoreImportFlags::TEMPORARY);
+        (i.semaphore.as_raw(), i.handle_type.as_raw(), temporary)
+    };
+    // SAFETY: per the caller's contract.
+    unsafe {
+        import_win32_handle(
+            device,
+            info,
+            &vuids,
+            &SEMAPHORES,
+            fields,
+            |i| (i.handle, i.name),
+            semaphore_payload,
+        )
+    }
 }
