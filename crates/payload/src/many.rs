@@ -177,13 +177,31 @@ impl Set<'_, '_> {
 
     /// The first entry on the state at `address` that holds.
     fn ready_at(&self, address: usize) -> Option<usize> {
-        (0..self.waits.len()).find(|&i| self.states.get(i) == Some(&address) && self.ready(i))
+        find_eq(&self.states, address, |i| self.ready(i))
     }
 
     /// The first entry on a page tagged `tag` that holds.
     fn ready_tagged(&self, tag: u16) -> Option<usize> {
-        (0..self.tags.len()).find(|&i| self.tags.get(i) == Some(&tag) && self.ready(i))
+        find_eq(&self.tags, tag, |i| self.ready(i))
     }
+}
+
+/// The first index `i` with `keys[i] == key` and `accept(i)`. Compares a chunk at a time
+/// without early exits (the compiler vectorises that), as it runs on a wake-up's path.
+fn find_eq<T: Copy + PartialEq>(keys: &[T], key: T, mut accept: impl FnMut(usize) -> bool) -> Option<usize> {
+    const CHUNK: usize = 32;
+    for (c, chunk) in keys.chunks(CHUNK).enumerate() {
+        if !chunk.iter().fold(false, |any, &k| any | (k == key)) {
+            continue;
+        }
+        for (j, &k) in chunk.iter().enumerate() {
+            let i = c * CHUNK + j;
+            if k == key && accept(i) {
+                return Some(i);
+            }
+        }
+    }
+    None
 }
 
 fn wait_any(waits: &[(&Payload, WaitFor)], deadline: Deadline) -> Result<usize, WaitOutcome> {

@@ -1040,6 +1040,10 @@ fn child_role() {
     match std::env::var(CHILD_ENV).as_deref() {
         Ok("signal") => child_signal(),
         Ok("leak") => child_leak(),
+        Ok("bell") => child_bell(),
+        Ok("foreign") => child_foreign(),
+        Ok("doorbell-dir") => child_doorbell_dir(),
+        Ok("scribble") => child_scribble(),
         _ => return,
     }
     println!("CHILD-OK");
@@ -1092,6 +1096,313 @@ fn cross_process_signal_and_wait() {
     assert_eq!(timeline.value(), 5, "the read-only child could not signal");
 }
 
+/// A scratch directory (mode 0700), removed on drop.
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    fn new(what: &str) -> ScratchDir {
+        use std::os::unix::fs::DirBuilderExt;
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "tether-payload-test-{what}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::DirBuilder::new().mode(0o700).create(&path).unwrap();
+        ScratchDir(path)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `bell`: imports the page `FENCE_FD`, waits until the doorbell slot `SLOT` has a sleeper,
+/// then signals the page (which rings that doorbell).
+fn child_bell() {
+    let fence = Payload::import(env_fd("FENCE_FD"), &ID).unwrap();
+    let slot: usize = std::env::var("SLOT").unwrap().parse().unwrap();
+    assert!(
+        page_of(&fence).doorbell_capable(),
+        "the child shares the parent's doorbell file"
+    );
+    let sleepers = &doorbell::local().unwrap().slots()[slot].sleepers;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sleepers.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(1));
+    }
+    thread::sleep(Duration::from_millis(5));
+    fence.signal();
+}
+
+/// Another process signals one of 1024 shared pages a wait-any waits on: the signal rings this
+/// process's doorbell and the wait returns that page.
+#[test]
+fn doorbell_cross_process_signal() {
+    let payloads: Vec<Payload> = (0..1024)
+        .map(|_| Payload::new_shared(PayloadKind::Fence, 0, &ID).unwrap())
+        .collect();
+    let set: Vec<(&Payload, WaitFor)> = payloads.iter().map(|p| (p, WaitFor::Signaled)).collect();
+    for target in [1000usize, 7] {
+        let fd = inheritable(payloads[target].share_fd().unwrap());
+        let proc = child("bell", &[("FENCE_FD", fd.as_raw_fd())])
+            .env("SLOT", my_slot().to_string())
+            .spawn()
+            .unwrap();
+        drop(fd);
+        let before = my_bell();
+        assert_eq!(wait_many(&set, true, long()), Ok(Some(target)));
+        assert_ne!(my_bell(), before, "the other process rang this process's doorbell");
+        check_child(proc.wait_with_output().unwrap());
+        payloads[target].reset();
+    }
+}
+
+/// `foreign`: a process without doorbells imports the page `FENCE_FD` (which marks it foreign)
+/// and, with `SIGNAL_AFTER_MS` set, signals it that long after.
+fn child_foreign() {
+    assert!(doorbell::configure(None));
+    assert_eq!(doorbell::domain(), None);
+    let fence = Payload::import(env_fd("FENCE_FD"), &ID).unwrap();
+    assert!(page_of(&fence).is_foreign());
+    assert!(!page_of(&fence).doorbell_capable());
+    if let Ok(ms) = std::env::var("SIGNAL_AFTER_MS") {
+        thread::sleep(Duration::from_millis(ms.parse().unwrap()));
+        fence.signal();
+    }
+}
+
+/// A process without doorbells marks the pages it imports foreign; a wait-any then waits on the
+/// page's own word, and that process's signal (which rings nothing) wakes it. When the import
+/// lands while a doorbell wait is already blocked, the wait's safety net finds the signal.
+#[test]
+fn doorbell_foreign_process() {
+    let payloads: Vec<Payload> = (0..64)
+        .map(|_| Payload::new_shared(PayloadKind::Fence, 0, &ID).unwrap())
+        .collect();
+    let set: Vec<(&Payload, WaitFor)> = payloads.iter().map(|p| (p, WaitFor::Signaled)).collect();
+    // The race: blocked on the doorbell when the foreign process imports and signals.
+    assert_eq!(wait_many(&set, true, ms(1)), Err(WaitOutcome::TimedOut));
+    assert!(!page_of(&payloads[20]).is_foreign());
+    let fd = inheritable(payloads[20].share_fd().unwrap());
+    let proc = child("foreign", &[("FENCE_FD", fd.as_raw_fd())])
+        .env("SIGNAL_AFTER_MS", "30")
+        .spawn()
+        .unwrap();
+    drop(fd);
+    assert_eq!(wait_many(&set, true, long()), Ok(Some(20)));
+    check_child(proc.wait_with_output().unwrap());
+    assert!(page_of(&payloads[20]).is_foreign());
+    payloads[20].reset();
+    // The flag is known before the wait: the page's own word wakes it.
+    let fd = inheritable(payloads[21].share_fd().unwrap());
+    let proc = child("foreign", &[("FENCE_FD", fd.as_raw_fd())])
+        .env("SIGNAL_AFTER_MS", "30")
+        .spawn()
+        .unwrap();
+    drop(fd);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !page_of(&payloads[21]).is_foreign() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(wait_many(&set, true, long()), Ok(Some(21)));
+    check_child(proc.wait_with_output().unwrap());
+}
+
+/// `doorbell-dir`: doorbells in `DIR` (a file there, private to the user, or refused when
+/// `EXPECT` is `none`); imports the page `FENCE_FD` of a process in another domain.
+fn child_doorbell_dir() {
+    let dir = std::path::PathBuf::from(std::env::var("DIR").unwrap());
+    assert!(doorbell::configure(Some(&dir)));
+    let parent: u64 = std::env::var("PARENT_DOMAIN").unwrap().parse().unwrap();
+    let own = Payload::new_shared(PayloadKind::Fence, 0, &ID).unwrap();
+    if std::env::var("EXPECT").as_deref() == Ok("none") {
+        assert_eq!(doorbell::domain(), None, "a doorbell file others may access is refused");
+        assert!(page_of(&own).is_foreign(), "a page made without doorbells is foreign");
+    } else {
+        let domain = doorbell::domain().expect("a doorbell file in DIR");
+        assert_ne!(domain, parent);
+        assert!(!page_of(&own).is_foreign());
+        let file = dir.join(format!("tether-doorbells-v1-{}", rustix::process::geteuid().as_raw()));
+        let meta = std::fs::symlink_metadata(&file).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // The page of a process with another doorbell file: foreign for both.
+        let theirs = Payload::import(env_fd("FENCE_FD"), &ID).unwrap();
+        assert!(page_of(&theirs).is_foreign() && !page_of(&theirs).doorbell_capable());
+        // A wait-any over its own pages works through its own doorbell.
+        let other = Payload::new_shared(PayloadKind::Fence, 0, &ID).unwrap();
+        let map = RawMap::new(other.share_fd().unwrap());
+        let t = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(10));
+            map.peer_signal(1);
+            map
+        });
+        assert_eq!(
+            wait_many(&[(&own, WaitFor::Signaled), (&other, WaitFor::Signaled)], true, long()),
+            Ok(Some(1))
+        );
+        drop(t.join().unwrap());
+    }
+}
+
+/// [`doorbell::configure`] puts the doorbell file elsewhere (another domain: pages shared with
+/// this process are foreign), and a file that others could access is refused.
+#[test]
+fn doorbell_file_elsewhere() {
+    let parent = doorbell::domain().expect("a doorbell");
+    let page = Payload::new_shared(PayloadKind::Fence, 0, &ID).unwrap();
+    let dir = ScratchDir::new("doorbells");
+    let fd = inheritable(page.share_fd().unwrap());
+    let out = child("doorbell-dir", &[("FENCE_FD", fd.as_raw_fd())])
+        .env("DIR", &dir.0)
+        .env("PARENT_DOMAIN", parent.to_string())
+        .output()
+        .unwrap();
+    check_child(out);
+    assert!(page_of(&page).is_foreign(), "the other domain's import marked it");
+    // A doorbell file with group/other access is refused.
+    let bad = ScratchDir::new("bad-doorbells");
+    let file = bad
+        .0
+        .join(format!("tether-doorbells-v1-{}", rustix::process::geteuid().as_raw()));
+    std::fs::write(&file, []).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = child("doorbell-dir", &[("FENCE_FD", fd.as_raw_fd())])
+        .env("DIR", &bad.0)
+        .env("PARENT_DOMAIN", parent.to_string())
+        .env("EXPECT", "none")
+        .output()
+        .unwrap();
+    check_child(out);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        0,
+        "the refused file is left alone"
+    );
+}
+
+/// `scribble`: with a doorbell file of its own (in `DIR`), a thread writes garbage over the
+/// file's slots, the pages' doorbell fields and waiter bits and wakes the bells, while wait-anys
+/// with timeouts run; they time out (nothing signals), and after the scribbling a real signal
+/// still ends a wait.
+fn child_scribble() {
+    let dir = std::path::PathBuf::from(std::env::var("DIR").unwrap());
+    assert!(doorbell::configure(Some(&dir)));
+    assert!(doorbell::domain().is_some());
+    let payloads: Vec<Payload> = (0..200)
+        .map(|_| Payload::new_shared(PayloadKind::Fence, 0, &ID).unwrap())
+        .collect();
+    let set: Vec<(&Payload, WaitFor)> = payloads.iter().map(|p| (p, WaitFor::Signaled)).collect();
+    assert_eq!(wait_many(&set, true, ms(1)), Err(WaitOutcome::TimedOut));
+    let maps: Vec<RawMap> = payloads.iter().map(|p| RawMap::new(p.share_fd().unwrap())).collect();
+    let file = dir.join(format!("tether-doorbells-v1-{}", rustix::process::geteuid().as_raw()));
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(file).unwrap();
+    let bells = RawFileMap::new(file.as_fd(), 4096 + 1024 * 64);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+            while !stop.load(Ordering::Relaxed) {
+                for word in bells.words32().iter().skip(1024) {
+                    word.store(xorshift(&mut rng) as u32, Ordering::Relaxed);
+                }
+                for slot in 0..1024 {
+                    let _ = rustix::thread::futex::wake(
+                        bells.u32_at(4096 + slot * 64),
+                        rustix::thread::futex::Flags::empty(),
+                        1,
+                    );
+                }
+                for map in &maps {
+                    // Domain, flags, interest counters, the doorbell and always-wake bits.
+                    for w in map.words().iter().skip(10).take(2) {
+                        w.store(xorshift(&mut rng), Ordering::Relaxed);
+                    }
+                    for w in map.words().iter().skip(128).take(128) {
+                        w.store(xorshift(&mut rng), Ordering::Relaxed);
+                    }
+                    let bits = (xorshift(&mut rng) as u32) & (state::DOORBELL | state::WAKE_ALWAYS);
+                    map.u32_at(76).store(bits, Ordering::Relaxed);
+                }
+            }
+            (bells, maps)
+        })
+    };
+    for _ in 0..20 {
+        assert_eq!(wait_many(&set, true, ms(20)), Err(WaitOutcome::TimedOut));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (bells, maps) = writer.join().unwrap();
+    drop(bells);
+    let mut maps = maps.into_iter();
+    let map = maps.nth(150).unwrap();
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(20));
+        map.peer_signal(1);
+        map
+    });
+    assert_eq!(wait_many(&set, true, long()), Ok(Some(150)));
+    drop(t.join().unwrap());
+}
+
+/// A hostile process of the same user scribbles over the doorbell file and the pages' doorbell
+/// fields: waits still end at their deadline, and a signal afterwards still ends a wait.
+#[test]
+fn doorbell_hostile_scribbling() {
+    let dir = ScratchDir::new("scribble");
+    let out = child("scribble", &[]).env("DIR", &dir.0).output().unwrap();
+    check_child(out);
+}
+
+/// A raw shared mapping of the first `len` bytes of a file.
+struct RawFileMap {
+    ptr: *mut std::ffi::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by RawFileMap and only accessed through atomics.
+unsafe impl Send for RawFileMap {}
+
+impl RawFileMap {
+    fn new(fd: BorrowedFd<'_>, len: usize) -> RawFileMap {
+        // SAFETY: a new mapping at a kernel-chosen address of `len` bytes of a file that long.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )
+        }
+        .expect("mmap");
+        RawFileMap { ptr, len }
+    }
+
+    fn words32(&self) -> &[AtomicU32] {
+        // SAFETY: `len` mapped, page-aligned bytes that live as long as self; atomics allow
+        // concurrent access from other mappings and threads.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<AtomicU32>(), self.len / 4) }
+    }
+
+    fn u32_at(&self, offset: usize) -> &AtomicU32 {
+        &self.words32()[offset / 4]
+    }
+}
+
+impl Drop for RawFileMap {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made in `new`; no reference into it outlives self.
+        let _ = unsafe { rustix::mm::munmap(self.ptr, self.len) };
+    }
+}
+
 fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
@@ -1132,7 +1443,14 @@ fn leak_cycle() {
         (&s, WaitFor::Signaled),
     ];
     assert_eq!(wait_many(&set, true, Deadline::from_timeout_ns(0)), Ok(Some(1)));
-    drop((p, q, r, s, private));
+    // A doorbell wait-any (interest registered in the page, taken back at the unmapping).
+    let t = Payload::new_shared(PayloadKind::Timeline, 0, &ID).unwrap();
+    let set = [(&t, WaitFor::AtLeast(1)), (&p, WaitFor::AtLeast(2))];
+    assert_eq!(
+        wait_many(&set, true, Deadline::from_timeout_ns(0)),
+        Err(WaitOutcome::TimedOut)
+    );
+    drop((p, q, r, s, private, t));
     assert_eq!(mapping_count(), 0);
 }
 

@@ -219,3 +219,72 @@ fn fence_reset_races_signal() {
         assert_eq!(signaled, polled);
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Doorbells (`tether_payload::doorbell::model`): the wait-any protocol over shared pages, with
+// the page's sequence word, waiter word and interest counters and the doorbell slots in plain
+// memory.
+
+use tether_payload::doorbell::model::{self, Doorbells, Page};
+
+/// A process's first doorbell wait on a page (registering its interest) races the page's
+/// signal: the signal either is seen by the wait's check or rings the doorbell it sleeps on.
+#[test]
+fn doorbell_first_wait_is_woken() {
+    check("doorbell_first_wait_is_woken", None, || {
+        let doorbells = Arc::new(Doorbells::default());
+        let page = Arc::new(Page::new(1));
+        let signaler = {
+            let (doorbells, page) = (doorbells.clone(), page.clone());
+            thread::spawn(move || page.signal(&doorbells))
+        };
+        assert_eq!(model::wait_any(&[&page], &doorbells, 0, false), 0);
+        assert!(model::doorbell_bit(&page));
+        signaler.join().unwrap();
+    });
+}
+
+/// A ring for a page outside the wait's set (same slot: another page of the process, or a
+/// process whose pid collides) lands next to the signal of the page the wait wants: after a
+/// single ring the wait only checks the rung page, and still never misses the other signal.
+#[test]
+fn doorbell_ring_of_another_page_loses_nothing() {
+    check("doorbell_ring_of_another_page_loses_nothing", Some(3), || {
+        let doorbells = Arc::new(Doorbells::default());
+        let wanted = Arc::new(Page::new(1));
+        let other = Arc::new(Page::new(2));
+        model::register(&wanted, 0);
+        model::register(&other, 0);
+        let signalers: Vec<_> = [wanted.clone(), other.clone()]
+            .into_iter()
+            .map(|page| {
+                let doorbells = doorbells.clone();
+                thread::spawn(move || page.signal(&doorbells))
+            })
+            .collect();
+        assert_eq!(model::wait_any(&[&wanted], &doorbells, 0, true), 0);
+        for s in signalers {
+            s.join().unwrap();
+        }
+    });
+}
+
+/// Two processes on different slots wait on the same page (interest registered by each): one
+/// signal rings both doorbells and wakes both.
+#[test]
+fn doorbell_rings_every_interested_slot() {
+    check("doorbell_rings_every_interested_slot", Some(3), || {
+        let doorbells = Arc::new(Doorbells::default());
+        let page = Arc::new(Page::new(1));
+        let waiters: Vec<_> = (0..2)
+            .map(|slot| {
+                let (doorbells, page) = (doorbells.clone(), page.clone());
+                thread::spawn(move || model::wait_any(&[&page], &doorbells, slot, false))
+            })
+            .collect();
+        page.signal(&doorbells);
+        for w in waiters {
+            assert_eq!(w.join().unwrap(), 0);
+        }
+    });
+}

@@ -13,6 +13,7 @@ use crate::objects::device::Device;
 use crate::objects::physical_device::IDENTITY;
 use crate::sync::event::Event;
 use crate::sync::fence::Fence;
+use crate::sync::release;
 use crate::sync::semaphore::{Semaphore, SemaphoreType};
 use tether_handles::Win32Exports;
 
@@ -264,6 +265,8 @@ pub unsafe extern "system" fn wait_for_fences(
                 );
                 return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
             }
+            // The clones of an earlier wait go now, not after this one wakes (see `release`).
+            release::settle();
             let payloads = handles
                 .iter()
                 .map(|f| {
@@ -271,7 +274,10 @@ pub unsafe extern "system" fn wait_for_fences(
                 })
                 .collect::<VkResult<Vec<_>>>()?;
             let waits: Vec<_> = payloads.iter().map(|p| (p, WaitFor::Signaled)).collect();
-            Ok(wait_result(wait_many(&waits, wait_all == vk::FALSE, deadline)))
+            let outcome = wait_many(&waits, wait_all == vk::FALSE, deadline);
+            drop(waits);
+            release::release_later(payloads);
+            Ok(wait_result(outcome))
         };
         body().unwrap_or_else(|e| e)
     })
@@ -484,6 +490,8 @@ pub unsafe extern "system" fn wait_semaphores(
             let (Some(handles), Some(values)) = (handles, values) else {
                 return Err(vk::Result::ERROR_VALIDATION_FAILED_EXT);
             };
+            // The clones of an earlier wait go now, not after this one wakes (see `release`).
+            release::settle();
             let payloads = handles
                 .iter()
                 .map(|s| timeline(dev, *s, "VUID-VkSemaphoreWaitInfo-pSemaphores-03256").map(|s| s.slot.active()))
@@ -497,7 +505,10 @@ pub unsafe extern "system" fn wait_semaphores(
                 .map(|(p, v)| (p, WaitFor::AtLeast(*v)))
                 .collect();
             let any = info.flags.contains(vk::SemaphoreWaitFlags::ANY);
-            Ok(wait_result(wait_many(&waits, any, deadline)))
+            let outcome = wait_many(&waits, any, deadline);
+            drop(waits);
+            release::release_later(payloads);
+            Ok(wait_result(outcome))
         };
         body().unwrap_or_else(|e| e)
     })

@@ -4,6 +4,7 @@
 
 pub mod event;
 pub mod fence;
+pub mod release;
 pub mod semaphore;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -115,22 +116,39 @@ impl PayloadSlot {
 
     /// Drops a temporary payload, if any.
     pub fn restore_permanent(&self) -> Payload {
-        let mut s = self.lock();
-        s.temporary = None;
-        s.permanent.clone()
+        let (dropped, permanent) = {
+            let mut s = self.lock();
+            (s.temporary.take(), s.permanent.clone())
+        };
+        if dropped.is_some() {
+            // The clones of returned waits go first: a payload goes when its objects let go.
+            release::settle();
+        }
+        permanent
     }
 
     /// Installs an imported payload. A permanent import replaces the payload as if the object
     /// were re-created (dropping any temporary one too).
     pub fn install(&self, payload: Payload, permanence: Permanence) {
-        let mut s = self.lock();
-        match permanence {
-            Permanence::Temporary => s.temporary = Some(payload),
-            Permanence::Permanent => {
-                s.permanent = payload;
-                s.temporary = None;
-                s.permanent_imported = true;
+        let replaced = {
+            let mut s = self.lock();
+            match permanence {
+                Permanence::Temporary => (s.temporary.replace(payload), None),
+                Permanence::Permanent => {
+                    s.permanent_imported = true;
+                    (s.temporary.take(), Some(std::mem::replace(&mut s.permanent, payload)))
+                }
             }
-        }
+        };
+        // The clones of returned waits go first: a payload goes when its objects let go.
+        release::settle();
+        drop(replaced);
+    }
+}
+
+impl Drop for PayloadSlot {
+    fn drop(&mut self) {
+        // Before the payloads go (see `release`).
+        release::settle();
     }
 }
