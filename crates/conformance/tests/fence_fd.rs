@@ -2,39 +2,30 @@
 //! each, named as in the CTS (`fence.opaque_fd.import_twice_temporary`), on the loader route
 //! (validation layer on when installed) and the in-process route.
 //!
-//! The cases semaphores have too are written once, for both kinds, in
-//! `tether_conformance::cts::fd` (its documentation says how they differ from the CTS); here are
-//! the fence's own: `info` and `reset`.
+//! The cases are written once, for both kinds and both handle families, in
+//! `tether_conformance::cts` (its documentation says how they differ from the CTS); here are the
+//! fence's own: `info` and `reset`.
 
 use std::process::ExitCode;
 
 use ash::vk;
-use tether_conformance::cts::{OwnCases, fd};
+use tether_conformance::cts::fd::{Fd, OPAQUE_FD, SYNC_FD};
+use tether_conformance::cts::{self, Family, OwnCases, PERMANENT, TEMPORARY, cases::params};
 use tether_conformance::external::{FdHandleType, Permanence, Transference, copy_handle, fence_properties};
-use tether_conformance::harness::{self, Route, Test};
+use tether_conformance::harness::{self, Route};
 use tether_conformance::kind::Fence;
 use tether_conformance::{TestInstance, context::Options};
 
-const OPAQUE_FD: u8 = FdHandleType::OpaqueFd as u8;
-const SYNC_FD: u8 = FdHandleType::SyncFd as u8;
-const TEMPORARY: u8 = Permanence::Temporary as u8;
-const PERMANENT: u8 = Permanence::Permanent as u8;
-
 fn main() -> ExitCode {
-    harness::main(&[], || {
-        let mut all = cases_for::<OPAQUE_FD>();
-        all.extend(cases_for::<SYNC_FD>());
-        all
-    })
+    harness::main(&[], || cts::tests::<Fd, Fence>([own::<OPAQUE_FD>(), own::<SYNC_FD>()]))
 }
 
-/// The cases of one handle type, in the CTS's registration order.
-fn cases_for<const H: u8>() -> Vec<(String, Test)> {
-    let own = OwnCases {
+/// The fence's own cases of one handle type.
+fn own<const H: u8>() -> OwnCases {
+    OwnCases {
         info: vec![("info", info::<H>)],
         after_signal_import: vec![("reset", [reset::<H, TEMPORARY>, reset::<H, PERMANENT>])],
-    };
-    fd::cases::<Fence, H>(&own)
+    }
 }
 
 /// `info`: the query keeps `sType`/`pNext` (the CTS's only assertions), plus the rules tether
@@ -114,8 +105,8 @@ fn info<const H: u8>(route: Route) {
 /// `vkResetFences` drops a temporary import first and resets the fence's own payload; a
 /// permanent REF import resets the shared payload for every member.
 fn reset<const H: u8, const P: u8>(route: Route) {
-    let (h, p) = fd::params::<H, P>();
-    let d = fd::device(route);
+    let (h, p) = params::<Fd, H, P>();
+    let d = Fd::device(route);
     let fence_a = d.exportable_fence(h.fence_bit());
     let fence_b = d.fence(false);
     let fence_c = d.fence(false);

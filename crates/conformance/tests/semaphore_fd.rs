@@ -2,38 +2,33 @@
 //! each, named as in the CTS (`semaphore.opaque_fd.transference_temporary`), on the loader
 //! route (validation layer on when installed) and the in-process route.
 //!
-//! The cases fences have too are written once, for both kinds, in
-//! `tether_conformance::cts::fd` (its documentation says how they differ from the CTS; "signal
-//! X" is an empty submit signaling binary semaphore X, "wait X" an empty submit waiting on it at
+//! The cases are written once, for both kinds and both handle families, in
+//! `tether_conformance::cts` (its documentation says how they differ from the CTS; "signal X" is
+//! an empty submit signaling binary semaphore X, "wait X" an empty submit waiting on it at
 //! ALL_COMMANDS); here are the semaphore's own: `info_binary` and `info_timeline`.
 
 use std::process::ExitCode;
 
 use ash::vk;
-use tether_conformance::cts::{OwnCases, fd};
+use tether_conformance::cts::fd::{Fd, OPAQUE_FD, SYNC_FD};
+use tether_conformance::cts::{self, OwnCases};
 use tether_conformance::external::{FdHandleType, semaphore_properties};
-use tether_conformance::harness::{self, Route, Test};
+use tether_conformance::harness::{self, Route};
 use tether_conformance::kind::BinarySemaphore;
 use tether_conformance::{TestInstance, context::Options};
 
-const OPAQUE_FD: u8 = FdHandleType::OpaqueFd as u8;
-const SYNC_FD: u8 = FdHandleType::SyncFd as u8;
-
 fn main() -> ExitCode {
     harness::main(&[], || {
-        let mut all = cases_for::<OPAQUE_FD>();
-        all.extend(cases_for::<SYNC_FD>());
-        all
+        cts::tests::<Fd, BinarySemaphore>([own::<OPAQUE_FD>(), own::<SYNC_FD>()])
     })
 }
 
-/// The cases of one handle type, in the CTS's registration order.
-fn cases_for<const H: u8>() -> Vec<(String, Test)> {
-    let own = OwnCases {
+/// The semaphore's own cases of one handle type.
+fn own<const H: u8>() -> OwnCases {
+    OwnCases {
         info: vec![("info_binary", info_binary::<H>), ("info_timeline", info_timeline::<H>)],
         after_signal_import: Vec::new(),
-    };
-    fd::cases::<BinarySemaphore, H>(&own)
+    }
 }
 
 /// The query with `VkSemaphoreTypeCreateInfo` chained keeps `sType`/`pNext` (the CTS's

@@ -1,80 +1,135 @@
-//! The shared cases of `dEQP-VK.api.external.{fence,semaphore}.{opaque_win32,opaque_win32_kmt}.*`
-//! (`fence_win32`, `semaphore_win32`, and both again through the layer in `layer_win32`), each
-//! following `/work/shared/reference/cts-cases.md` §1.2 (fences) and §2.2 (semaphores) step by
-//! step, with the kind's meaning of "signal" and "wait" (see [`crate::kind`]), with NT handles
-//! per DESIGN.md contract 2 (the handle is an fd the test owns; the CTS's `DuplicateHandle`
-//! copy is `F_DUPFD_CLOEXEC`, its `CloseHandle` is `close`) and KMT values per contract 3
-//! (copied as is, never closed). Deliberate differences from the CTS:
+//! The Win32 family (`opaque_win32`, `opaque_win32_kmt`) of the CTS ports ([`Win32`]), and its
+//! own cases: the CTS's Win32 export chain (`create_win32`) and many imports with the fds and
+//! mappings they leave behind counted (`import_multiple_times`).
+//!
+//! NT handles follow DESIGN.md contract 2 (the handle is an fd the test owns; the CTS's
+//! `DuplicateHandle` copy is `F_DUPFD_CLOEXEC`, its `CloseHandle` is `close`) and KMT values
+//! contract 3 (copied as is, never closed). As in the CTS, a handle is closed after the objects
+//! that imported it are destroyed ([`KeepingDevice`]). Deliberate differences from the CTS, on
+//! top of those in [`super`]:
 //!
 //! * `create_win32_*` runs here (the CTS runs it on Windows builds only): the export chain is
 //!   the CTS's `VkExport*Win32HandleInfoKHR{NULL, DXGI_SHARED_RESOURCE_READ | WRITE, NULL}`,
 //!   also for KMT as the CTS does.
-//! * Where the CTS keeps an object pending with its timed compute job, the signal here waits on
-//!   a private timeline semaphore that the host signals only after the export.
-//! * Every wait is bounded (10 s) and `vkQueueWaitIdle` is preceded by a bounded fence wait, so
-//!   a sharing bug fails the case instead of hanging it.
 //! * `import_multiple_times_*` also checks that the 4096 imports leave no fd and no mapping
 //!   behind (counting only the fds on the payload's own file, so other trials running at the
 //!   same time cannot disturb the count).
 //! * The device has no validation layer on the loader route (see
 //!   [`Win32Device::with_options`]).
-//!
-//! As in the CTS, an NT handle is closed after the objects that imported it are destroyed.
 
+use std::cell::RefCell;
+use std::ops::Deref;
 use std::os::fd::AsFd;
 
-use super::{OwnCases, assemble, case};
-use crate::context::Options;
-use crate::external::mappings_of;
-use crate::harness::{self, Route, Test};
+use super::cases::{self, params};
+use super::{Family, case};
+use crate::context::{Options, TestDevice};
+use crate::external::{Transference, mappings_of};
+use crate::harness::{self, Route};
 use crate::kind::SyncKind;
-use crate::win32::{self, ExportAttributes, Permanence, Win32Device, Win32HandleType, fds_on_file};
+use crate::win32::{self, ExportAttributes, NativeHandle, Permanence, Win32Device, Win32HandleType, fds_on_file};
 
-const TEMPORARY: u8 = Permanence::Temporary as u8;
-const PERMANENT: u8 = Permanence::Permanent as u8;
+/// `Win32HandleType as u8`, for the const-generic cases.
+pub const NT: u8 = Win32HandleType::OpaqueWin32 as u8;
+pub const KMT: u8 = Win32HandleType::OpaqueWin32Kmt as u8;
 
-/// The group of kind `K` and handle type `H`: `fence.opaque_win32`.
-pub fn prefix<K: SyncKind>(handle_type: Win32HandleType) -> String {
-    format!("{}.{}", K::NAME, handle_type.name())
+/// `VK_KHR_external_{fence,semaphore}_win32`: NT handles and KMT values, never taken by an
+/// import.
+pub enum Win32 {}
+
+/// A CTS case's [`Win32Device`] that keeps the handles imported into its objects and closes
+/// them after the device is destroyed, as the CTS does.
+pub struct KeepingDevice {
+    pub dev: Win32Device,
+    /// Declared last: dropped after the device.
+    kept: RefCell<Vec<NativeHandle>>,
 }
 
-/// Every case of kind `K` and handle type `H` (`Win32HandleType as u8`), the kind's own
-/// included, in the CTS's registration order.
-pub fn cases<K: SyncKind, const H: u8>(own: &OwnCases) -> Vec<(String, Test)> {
-    let permanences = [Permanence::Temporary, Permanence::Permanent];
-    assemble(
-        &prefix::<K>(Win32HandleType::from_u8(H)),
-        own,
-        &permanences,
-        |p| match p {
-            Permanence::Temporary => permanence_cases::<K, H, TEMPORARY>(),
-            Permanence::Permanent => permanence_cases::<K, H, PERMANENT>(),
-        },
-    )
+impl Deref for KeepingDevice {
+    type Target = TestDevice;
+    fn deref(&self) -> &TestDevice {
+        &self.dev
+    }
 }
 
-fn permanence_cases<K: SyncKind, const H: u8, const P: u8>() -> Vec<(&'static str, fn(Route))> {
-    vec![
-        case!(K, H, P, create_win32),
-        case!(K, H, P, import_twice),
-        case!(K, H, P, reimport),
-        case!(K, H, P, import_multiple_times),
-        case!(K, H, P, signal_export_import_wait),
-        case!(K, H, P, signal_import),
-        case!(K, H, P, transference),
-        // REFERENCE-only cases (every Win32 type is by reference).
-        case!(K, H, P, signal_wait_import),
-        case!(K, H, P, export_signal_import_wait),
-        case!(K, H, P, export_import_signal_wait),
-    ]
+impl Family for Win32 {
+    type Device = KeepingDevice;
+    type HandleType = Win32HandleType;
+    type Handle = NativeHandle;
+
+    fn handle_type(value: u8) -> Win32HandleType {
+        Win32HandleType::from_u8(value)
+    }
+
+    fn name(handle_type: Win32HandleType) -> &'static str {
+        handle_type.name()
+    }
+
+    fn transference(handle_type: Win32HandleType) -> Transference {
+        handle_type.transference()
+    }
+
+    fn permanences(_: Win32HandleType) -> &'static [Permanence] {
+        &[Permanence::Temporary, Permanence::Permanent]
+    }
+
+    fn cases<K: SyncKind, const H: u8, const P: u8>() -> Vec<(&'static str, fn(Route))> {
+        use cases::*;
+        vec![
+            case!(create_win32::<K, H, P>),
+            case!(import_twice::<Win32, K, H, P>),
+            case!(reimport::<Win32, K, H, P>),
+            case!(import_multiple_times::<K, H, P>),
+            case!(signal_export_import_wait::<Win32, K, H, P>),
+            case!(signal_import::<Win32, K, H, P>),
+            case!(transference::<Win32, K, H, P>),
+            // REFERENCE-only cases (every Win32 type is by reference).
+            case!(signal_wait_import::<Win32, K, H, P>),
+            case!(export_signal_import_wait::<Win32, K, H, P>),
+            case!(export_import_signal_wait::<Win32, K, H, P>),
+        ]
+    }
+
+    fn device(route: Route) -> KeepingDevice {
+        KeepingDevice {
+            dev: device(route),
+            kept: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn exportable<K: SyncKind>(d: &KeepingDevice, handle_type: Win32HandleType) -> K::Object {
+        d.dev.exportable::<K>(handle_type, None)
+    }
+
+    fn export<K: SyncKind>(d: &KeepingDevice, object: K::Object, handle_type: Win32HandleType) -> NativeHandle {
+        d.dev.export::<K>(object, handle_type)
+    }
+
+    fn signal_and_export_while_pending<K: SyncKind>(
+        d: &KeepingDevice,
+        object: K::Object,
+        handle_type: Win32HandleType,
+    ) -> NativeHandle {
+        d.dev.signal_and_export_while_pending::<K>(object, handle_type)
+    }
+
+    fn copy(handle: &NativeHandle) -> NativeHandle {
+        handle.copy()
+    }
+
+    fn import<K: SyncKind>(
+        d: &KeepingDevice,
+        object: K::Object,
+        handle_type: Win32HandleType,
+        permanence: Permanence,
+        handle: NativeHandle,
+    ) {
+        d.dev.import::<K>(object, handle_type, permanence, &handle);
+        d.kept.borrow_mut().push(handle);
+    }
 }
 
-/// The handle type and permanence of a case.
-pub fn params<const H: u8, const P: u8>() -> (Win32HandleType, Permanence) {
-    (Win32HandleType::from_u8(H), Permanence::from_u8(P))
-}
-
-/// A CTS case's device: one queue of family 0, the Win32 extensions.
+/// A Win32 device with one queue of family 0, for the cases that need the handles themselves.
 pub fn device(route: Route) -> Win32Device {
     Win32Device::with_options(route, Options::default().queues(1))
 }
@@ -82,7 +137,7 @@ pub fn device(route: Route) -> Win32Device {
 /// `create_win32`: the CTS's Win32 export chain (also for KMT), export, import into A, signal
 /// the original, wait on A.
 fn create_win32<K: SyncKind, const H: u8, const P: u8>(route: Route) {
-    let (h, p) = params::<H, P>();
+    let (h, p) = params::<Win32, H, P>();
     let d = device(route);
     let object = d.exportable::<K>(h, Some(&ExportAttributes::cts()));
     let handle = d.export::<K>(object, h);
@@ -105,47 +160,13 @@ fn create_win32<K: SyncKind, const H: u8, const P: u8>(route: Route) {
     handle.close();
 }
 
-/// Two imports of copies of one handle share the payload: signal A, B sees it.
-fn import_twice<K: SyncKind, const H: u8, const P: u8>(route: Route) {
-    let (h, p) = params::<H, P>();
-    let d = device(route);
-    let object = d.exportable::<K>(h, None);
-    let handle_a = d.export::<K>(object, h);
-    let handle_b = handle_a.copy();
-    let object_a = d.create_and_import::<K>(h, p, &handle_a);
-    let object_b = d.create_and_import::<K>(h, p, &handle_b);
-    K::signal(&d, object_a);
-    K::wait(&d, object_b);
-    d.idle();
-    drop(d);
-    handle_b.close();
-    handle_a.close();
-}
-
-/// An import over an already imported payload.
-fn reimport<K: SyncKind, const H: u8, const P: u8>(route: Route) {
-    let (h, p) = params::<H, P>();
-    let d = device(route);
-    let object_a = d.exportable::<K>(h, None);
-    let handle_a = d.export::<K>(object_a, h);
-    let handle_b = handle_a.copy();
-    let object_b = d.create_and_import::<K>(h, p, &handle_a);
-    d.import::<K>(object_b, h, p, &handle_b);
-    K::signal(&d, object_a);
-    K::wait(&d, object_b);
-    d.idle();
-    drop(d);
-    handle_b.close();
-    handle_a.close();
-}
-
 /// 4096 copy/create/import/destroy/close cycles leave no fd and no mapping behind; then the
 /// exporter still works. Where the payload's file is not the payload's alone (a driver's device
 /// node: see [`win32::payload_file_is_private`]) the counts say nothing: the cycles run, and the
 /// case is reported as not supported with the counts seen.
 fn import_multiple_times<K: SyncKind, const H: u8, const P: u8>(route: Route) {
     const IMPORT_COUNT: usize = 4096;
-    let (h, p) = params::<H, P>();
+    let (h, p) = params::<Win32, H, P>();
     let d = device(route);
     let object_a = d.exportable::<K>(h, None);
     let handle_a = d.export::<K>(object_a, h);
@@ -182,114 +203,4 @@ fn import_multiple_times<K: SyncKind, const H: u8, const P: u8>(route: Route) {
             win32::describe_fd(probe.as_fd())
         ));
     }
-}
-
-/// Export while the signal is pending; after idle, an importer sees it signaled.
-fn signal_export_import_wait<K: SyncKind, const H: u8, const P: u8>(route: Route) {
-    let (h, p) = params::<H, P>();
-    let d = device(route);
-    let object_a = d.exportable::<K>(h, None);
-    let handle = d.signal_and_export_while_pending::<K>(object_a, h);
-    let object_b = d.create_and_import::<K>(h, p, &handle);
-    K::wait(&d, object_b);
-    d.idle();
-    drop(d);
-    handle.close();
-}
-
-/// Import into an object that is signaled (a semaphore: never waited on).
-fn signal_import<K: SyncKind, const H: u8, const P: u8>(route: Route) {
-    let (h, p) = params::<H, P>();
-    let d = device(route);
-    let object_a = d.exportable::<K>(h, None);
-    let object_b = K::create(&d);
-    K::signal(&d, object_b);
-    d.idle();
-    let handle = d.export::<K>(object_a, h);
-    d.import::<K>(object_b, h, p, &handle);
-    K::signal(&d, object_a);
-    K::wait(&d, object_b);
-    d.idle();
-    drop(d);
-    handle.close();
-}
-
-/// Signals and waits through either object reach the other exactly as the permanence says; a
-/// temporary import is gone after the fence's reset or the semaphore's wait.
-fn transference<K: SyncKind, const H: u8, const P: u8>(route: Route) {
-    let (h, p) = params::<H, P>();
-    let d = device(route);
-    let a = d.exportable::<K>(h, None);
-    let handle = d.signal_and_export_while_pending::<K>(a, h);
-    let b = d.create_and_import::<K>(h, p, &handle);
-    K::wait(&d, b);
-    d.idle();
-    match p {
-        Permanence::Permanent => {
-            K::rearm(&d, b);
-            K::signal(&d, a);
-            K::wait(&d, b);
-            K::rearm(&d, a);
-            K::signal(&d, b);
-            K::wait(&d, a);
-        }
-        Permanence::Temporary => {
-            // B is back on its own payload: two signals, two waits, no double consumption.
-            K::rearm(&d, a);
-            K::rearm(&d, b);
-            K::signal(&d, a);
-            K::signal(&d, b);
-            K::wait(&d, b);
-            K::wait(&d, a);
-        }
-    }
-    d.idle();
-    drop(d);
-    handle.close();
-}
-
-/// Import into an object that was signaled, waited and idled; then signal A, B sees it.
-fn signal_wait_import<K: SyncKind, const H: u8, const P: u8>(route: Route) {
-    let (h, p) = params::<H, P>();
-    let d = device(route);
-    let object_a = d.exportable::<K>(h, None);
-    let object_b = K::create(&d);
-    let handle = d.export::<K>(object_a, h);
-    K::signal(&d, object_b);
-    K::wait(&d, object_b);
-    d.idle();
-    d.import::<K>(object_b, h, p, &handle);
-    K::signal(&d, object_a);
-    K::wait(&d, object_b);
-    d.idle();
-    drop(d);
-    handle.close();
-}
-
-/// A handle taken before the signal sees the later signal.
-fn export_signal_import_wait<K: SyncKind, const H: u8, const P: u8>(route: Route) {
-    let (h, p) = params::<H, P>();
-    let d = device(route);
-    let object_a = d.exportable::<K>(h, None);
-    let handle = d.export::<K>(object_a, h);
-    K::signal(&d, object_a);
-    let object_b = d.create_and_import::<K>(h, p, &handle);
-    K::wait(&d, object_b);
-    d.idle();
-    drop(d);
-    handle.close();
-}
-
-/// Export, import, then signal the exporter: the importer signals.
-fn export_import_signal_wait<K: SyncKind, const H: u8, const P: u8>(route: Route) {
-    let (h, p) = params::<H, P>();
-    let d = device(route);
-    let object_a = d.exportable::<K>(h, None);
-    let handle = d.export::<K>(object_a, h);
-    let object_b = d.create_and_import::<K>(h, p, &handle);
-    K::signal(&d, object_a);
-    K::wait(&d, object_b);
-    d.idle();
-    drop(d);
-    handle.close();
 }

@@ -6,38 +6,31 @@
 //! `VK_LAYER_TETHER_win32_sync`, loader route only); what a target does not support is reported
 //! as ignored with its reason (`tether_conformance::limits`).
 //!
-//! The cases semaphores have too are written once, for both kinds, in
-//! `tether_conformance::cts::win32` (its documentation says how they differ from the CTS); here
-//! are the fence's own: `info` and `reset`. As in the CTS, `reset_*` closes the NT handle while
+//! The cases are written once, for both kinds and both handle families, in
+//! `tether_conformance::cts` (its documentation and `cts::win32`'s say how they differ from the
+//! CTS); here are the fence's own: `info` and `reset`. As in the CTS, `reset_*` closes the NT handle while
 //! the fences that imported it still hold the payload.
 
 use ash::vk;
-use tether_conformance::cts::{OwnCases, win32};
+use tether_conformance::cts::win32::{self, KMT, NT, Win32};
+use tether_conformance::cts::{self, OwnCases, PERMANENT, TEMPORARY, cases::params};
 use tether_conformance::external::fence_properties;
 use tether_conformance::harness::{Route, Test};
 use tether_conformance::kind::Fence;
 use tether_conformance::win32::{Permanence, Win32HandleType};
 use tether_conformance::{TestInstance, context::Options};
 
-const NT: u8 = Win32HandleType::OpaqueWin32 as u8;
-const KMT: u8 = Win32HandleType::OpaqueWin32Kmt as u8;
-const TEMPORARY: u8 = Permanence::Temporary as u8;
-const PERMANENT: u8 = Permanence::Permanent as u8;
-
 /// Every case of both handle types, in the CTS's order.
 pub fn tests() -> Vec<(String, Test)> {
-    let mut all = cases_for::<NT>();
-    all.extend(cases_for::<KMT>());
-    all
+    cts::tests::<Win32, Fence>([own::<NT>(), own::<KMT>()])
 }
 
-/// The cases of one handle type, in the CTS's registration order.
-fn cases_for<const H: u8>() -> Vec<(String, Test)> {
-    let own = OwnCases {
+/// The fence's own cases of one handle type.
+fn own<const H: u8>() -> OwnCases {
+    OwnCases {
         info: vec![("info", info::<H>)],
         after_signal_import: vec![("reset", [reset::<H, TEMPORARY>, reset::<H, PERMANENT>])],
-    };
-    win32::cases::<Fence, H>(&own)
+    }
 }
 
 /// `info`: the query keeps `sType`/`pNext` (the CTS's only assertions), plus what tether promises
@@ -67,7 +60,7 @@ fn info<const H: u8>(route: Route) {
 /// permanent import resets the shared payload for every member. The handles are closed before
 /// B and C are destroyed, as in the CTS.
 fn reset<const H: u8, const P: u8>(route: Route) {
-    let (h, p) = win32::params::<H, P>();
+    let (h, p) = params::<Win32, H, P>();
     let d = win32::device(route);
     let fence_a = d.exportable_fence(h.fence_bit());
     let fence_b = d.fence(false);

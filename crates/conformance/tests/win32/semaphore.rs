@@ -6,35 +6,30 @@
 //! `VK_LAYER_TETHER_win32_sync`, loader route only); what a target does not support is reported
 //! as ignored with its reason (`tether_conformance::limits`).
 //!
-//! The cases fences have too are written once, for both kinds, in
-//! `tether_conformance::cts::win32` (its documentation says how they differ from the CTS); here
-//! are the semaphore's own: `info_binary` and `info_timeline`.
+//! The cases are written once, for both kinds and both handle families, in
+//! `tether_conformance::cts` (its documentation and `cts::win32`'s say how they differ from the
+//! CTS); here are the semaphore's own: `info_binary` and `info_timeline`.
 
 use ash::vk;
-use tether_conformance::cts::{OwnCases, win32};
+use tether_conformance::cts::win32::{KMT, NT, Win32};
+use tether_conformance::cts::{self, OwnCases};
 use tether_conformance::external::semaphore_properties;
 use tether_conformance::harness::{Route, Test};
 use tether_conformance::kind::BinarySemaphore;
 use tether_conformance::win32::Win32HandleType;
 use tether_conformance::{TestInstance, context::Options};
 
-const NT: u8 = Win32HandleType::OpaqueWin32 as u8;
-const KMT: u8 = Win32HandleType::OpaqueWin32Kmt as u8;
-
 /// Every case of both handle types, in the CTS's order.
 pub fn tests() -> Vec<(String, Test)> {
-    let mut all = cases_for::<NT>();
-    all.extend(cases_for::<KMT>());
-    all
+    cts::tests::<Win32, BinarySemaphore>([own::<NT>(), own::<KMT>()])
 }
 
-/// The cases of one handle type, in the CTS's registration order.
-fn cases_for<const H: u8>() -> Vec<(String, Test)> {
-    let own = OwnCases {
+/// The semaphore's own cases of one handle type.
+fn own<const H: u8>() -> OwnCases {
+    OwnCases {
         info: vec![("info_binary", info_binary::<H>), ("info_timeline", info_timeline::<H>)],
         after_signal_import: Vec::new(),
-    };
-    win32::cases::<BinarySemaphore, H>(&own)
+    }
 }
 
 /// The query with `VkSemaphoreTypeCreateInfo` chained keeps `sType`/`pNext` (the CTS's
