@@ -211,6 +211,27 @@ pub fn fence_properties(
     props
 }
 
+/// What every fence `info` case checks of a handle type tether offers: the query keeps `sType`
+/// and `pNext` (the CTS's only assertions), both features, and the type among the compatible
+/// ones and among the types exportable from an import. Returns the instance and the answer.
+pub fn offered_fence_properties(
+    route: Route,
+    handle_type: vk::ExternalFenceHandleTypeFlags,
+) -> (TestInstance, vk::ExternalFenceProperties<'static>) {
+    let inst = TestInstance::with_options(route, Options::default());
+    let props = fence_properties(&inst, handle_type);
+    assert_eq!(props.s_type, vk::StructureType::EXTERNAL_FENCE_PROPERTIES);
+    assert!(props.p_next.is_null());
+    let both = vk::ExternalFenceFeatureFlags::EXPORTABLE | vk::ExternalFenceFeatureFlags::IMPORTABLE;
+    assert_eq!(props.external_fence_features, both, "{props:?}");
+    assert!(props.compatible_handle_types.contains(handle_type), "{props:?}");
+    assert!(
+        props.export_from_imported_handle_types.contains(handle_type),
+        "{props:?}"
+    );
+    (inst, props)
+}
+
 /// `vkGetPhysicalDeviceExternalSemaphoreProperties` with `VkSemaphoreTypeCreateInfo` chained.
 pub fn semaphore_properties(
     inst: &TestInstance,
@@ -232,11 +253,86 @@ pub fn semaphore_properties(
     props
 }
 
+/// The commands of `VK_KHR_external_fence_fd` and `VK_KHR_external_semaphore_fd` on one device,
+/// as they are.
+pub struct FdCommands {
+    pub fence_fd: ash::khr::external_fence_fd::Device,
+    pub semaphore_fd: ash::khr::external_semaphore_fd::Device,
+}
+
+impl FdCommands {
+    /// The commands of `dev`, which enabled both extensions.
+    pub fn new(dev: &TestDevice) -> FdCommands {
+        let _held = crate::context::device_list_lock();
+        FdCommands {
+            fence_fd: ash::khr::external_fence_fd::Device::new(&dev.inst.instance, &dev.device),
+            semaphore_fd: ash::khr::external_semaphore_fd::Device::new(&dev.inst.instance, &dev.device),
+        }
+    }
+
+    /// `vkGetFenceFdKHR` as is: the raw fd or the error.
+    pub fn get_fence_fd(
+        &self,
+        fence: vk::Fence,
+        handle_type: vk::ExternalFenceHandleTypeFlags,
+    ) -> Result<RawFd, vk::Result> {
+        let info = vk::FenceGetFdInfoKHR::default().fence(fence).handle_type(handle_type);
+        // SAFETY: a fence of this device (or a deliberately bad one on routes that tolerate it).
+        unsafe { self.fence_fd.get_fence_fd(&info) }
+    }
+
+    /// `vkImportFenceFdKHR` with a raw fd, as is. The caller keeps track of who owns `fd`.
+    pub fn import_fence_raw(
+        &self,
+        fence: vk::Fence,
+        handle_type: vk::ExternalFenceHandleTypeFlags,
+        flags: vk::FenceImportFlags,
+        fd: RawFd,
+    ) -> vk::Result {
+        let info = vk::ImportFenceFdInfoKHR::default()
+            .fence(fence)
+            .handle_type(handle_type)
+            .flags(flags)
+            .fd(fd);
+        // SAFETY: a fence of this device; the fd is the caller's to hand over.
+        crate::context::code(unsafe { self.fence_fd.import_fence_fd(&info) })
+    }
+
+    /// `vkGetSemaphoreFdKHR` as is.
+    pub fn get_semaphore_fd(
+        &self,
+        semaphore: vk::Semaphore,
+        handle_type: vk::ExternalSemaphoreHandleTypeFlags,
+    ) -> Result<RawFd, vk::Result> {
+        let info = vk::SemaphoreGetFdInfoKHR::default()
+            .semaphore(semaphore)
+            .handle_type(handle_type);
+        // SAFETY: a semaphore of this device.
+        unsafe { self.semaphore_fd.get_semaphore_fd(&info) }
+    }
+
+    /// `vkImportSemaphoreFdKHR` with a raw fd, as is.
+    pub fn import_semaphore_raw(
+        &self,
+        semaphore: vk::Semaphore,
+        handle_type: vk::ExternalSemaphoreHandleTypeFlags,
+        flags: vk::SemaphoreImportFlags,
+        fd: RawFd,
+    ) -> vk::Result {
+        let info = vk::ImportSemaphoreFdInfoKHR::default()
+            .semaphore(semaphore)
+            .handle_type(handle_type)
+            .flags(flags)
+            .fd(fd);
+        // SAFETY: a semaphore of this device; the fd is the caller's to hand over.
+        crate::context::code(unsafe { self.semaphore_fd.import_semaphore_fd(&info) })
+    }
+}
+
 /// A [`TestDevice`] with `VK_KHR_external_fence_fd` and `VK_KHR_external_semaphore_fd`. It
 /// dereferences to the `TestDevice`, which also tracks (and destroys) its exportable objects.
 pub struct FdDevice {
-    pub fence_fd: ash::khr::external_fence_fd::Device,
-    pub semaphore_fd: ash::khr::external_semaphore_fd::Device,
+    pub fd: FdCommands,
     pub dev: TestDevice,
 }
 
@@ -256,13 +352,8 @@ impl FdDevice {
 
     pub fn with_options(route: Route, options: Options) -> FdDevice {
         let dev = TestDevice::with_options(route, options.with_fd_extensions());
-        let held = crate::context::device_list_lock();
-        let fence_fd = ash::khr::external_fence_fd::Device::new(&dev.inst.instance, &dev.device);
-        let semaphore_fd = ash::khr::external_semaphore_fd::Device::new(&dev.inst.instance, &dev.device);
-        drop(held);
         FdDevice {
-            fence_fd,
-            semaphore_fd,
+            fd: FdCommands::new(&dev),
             dev,
         }
     }
@@ -328,66 +419,6 @@ impl FdDevice {
     /// Destroys an exportable semaphore made here.
     pub fn destroy_exportable_semaphore(&self, semaphore: vk::Semaphore) {
         self.destroy_semaphore(semaphore);
-    }
-
-    // --- raw export and import -------------------------------------------------------------
-
-    /// `vkGetFenceFdKHR` as is: the raw fd or the error.
-    pub fn get_fence_fd(
-        &self,
-        fence: vk::Fence,
-        handle_type: vk::ExternalFenceHandleTypeFlags,
-    ) -> Result<RawFd, vk::Result> {
-        let info = vk::FenceGetFdInfoKHR::default().fence(fence).handle_type(handle_type);
-        // SAFETY: a fence of this device (or a deliberately bad one on routes that tolerate it).
-        unsafe { self.fence_fd.get_fence_fd(&info) }
-    }
-
-    /// `vkImportFenceFdKHR` with a raw fd, as is. The caller keeps track of who owns `fd`.
-    pub fn import_fence_raw(
-        &self,
-        fence: vk::Fence,
-        handle_type: vk::ExternalFenceHandleTypeFlags,
-        flags: vk::FenceImportFlags,
-        fd: RawFd,
-    ) -> vk::Result {
-        let info = vk::ImportFenceFdInfoKHR::default()
-            .fence(fence)
-            .handle_type(handle_type)
-            .flags(flags)
-            .fd(fd);
-        // SAFETY: a fence of this device; the fd is the caller's to hand over.
-        crate::context::code(unsafe { self.fence_fd.import_fence_fd(&info) })
-    }
-
-    /// `vkGetSemaphoreFdKHR` as is.
-    pub fn get_semaphore_fd(
-        &self,
-        semaphore: vk::Semaphore,
-        handle_type: vk::ExternalSemaphoreHandleTypeFlags,
-    ) -> Result<RawFd, vk::Result> {
-        let info = vk::SemaphoreGetFdInfoKHR::default()
-            .semaphore(semaphore)
-            .handle_type(handle_type);
-        // SAFETY: a semaphore of this device.
-        unsafe { self.semaphore_fd.get_semaphore_fd(&info) }
-    }
-
-    /// `vkImportSemaphoreFdKHR` with a raw fd, as is.
-    pub fn import_semaphore_raw(
-        &self,
-        semaphore: vk::Semaphore,
-        handle_type: vk::ExternalSemaphoreHandleTypeFlags,
-        flags: vk::SemaphoreImportFlags,
-        fd: RawFd,
-    ) -> vk::Result {
-        let info = vk::ImportSemaphoreFdInfoKHR::default()
-            .semaphore(semaphore)
-            .handle_type(handle_type)
-            .flags(flags)
-            .fd(fd);
-        // SAFETY: a semaphore of this device; the fd is the caller's to hand over.
-        crate::context::code(unsafe { self.semaphore_fd.import_semaphore_fd(&info) })
     }
 
     // --- export and import of either kind ---------------------------------------------------

@@ -176,7 +176,7 @@ impl SyncKind for Fence {
     }
 
     fn get_fd(d: &FdDevice, fence: vk::Fence, handle_type: Self::HandleTypes) -> Result<RawFd, vk::Result> {
-        d.get_fence_fd(fence, handle_type)
+        d.fd.get_fence_fd(fence, handle_type)
     }
 
     fn import_fd_raw(
@@ -186,7 +186,7 @@ impl SyncKind for Fence {
         flags: Self::ImportFlags,
         fd: RawFd,
     ) -> vk::Result {
-        d.import_fence_raw(fence, handle_type, flags, fd)
+        d.fd.import_fence_raw(fence, handle_type, flags, fd)
     }
 
     fn exportable_win32(
@@ -269,7 +269,7 @@ impl SyncKind for BinarySemaphore {
     }
 
     fn get_fd(d: &FdDevice, semaphore: vk::Semaphore, handle_type: Self::HandleTypes) -> Result<RawFd, vk::Result> {
-        d.get_semaphore_fd(semaphore, handle_type)
+        d.fd.get_semaphore_fd(semaphore, handle_type)
     }
 
     fn import_fd_raw(
@@ -279,7 +279,7 @@ impl SyncKind for BinarySemaphore {
         flags: Self::ImportFlags,
         fd: RawFd,
     ) -> vk::Result {
-        d.import_semaphore_raw(semaphore, handle_type, flags, fd)
+        d.fd.import_semaphore_raw(semaphore, handle_type, flags, fd)
     }
 
     fn exportable_win32(

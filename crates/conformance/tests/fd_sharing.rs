@@ -444,13 +444,15 @@ mod bad_input {
         for handle_type in [OPAQUE, SYNC] {
             d.log().take();
             let fence = d.fence(false);
-            let result = d.import_fence_raw(fence, handle_type.fence_bit(), vk::FenceImportFlags::TEMPORARY, closed);
+            let result =
+                d.fd.import_fence_raw(fence, handle_type.fence_bit(), vk::FenceImportFlags::TEMPORARY, closed);
             assert_eq!(result, invalid, "{handle_type:?} fence import of closed fd {closed}");
             assert!(d.log().has(INVALID_HANDLE_MESSAGE), "{:?}", d.log().snapshot());
             d.log().take();
             let semaphore = d.binary_semaphore();
             let flags = vk::SemaphoreImportFlags::TEMPORARY;
-            let result = d.import_semaphore_raw(semaphore, handle_type.semaphore_bit(), flags, closed);
+            let result =
+                d.fd.import_semaphore_raw(semaphore, handle_type.semaphore_bit(), flags, closed);
             assert_eq!(
                 result, invalid,
                 "{handle_type:?} semaphore import of closed fd {closed}"
@@ -458,7 +460,8 @@ mod bad_input {
             assert!(d.log().has(INVALID_HANDLE_MESSAGE), "{:?}", d.log().snapshot());
         }
         let timeline = d.timeline_semaphore(0);
-        let result = d.import_semaphore_raw(timeline, OPAQUE_SEMAPHORE, vk::SemaphoreImportFlags::empty(), closed);
+        let result =
+            d.fd.import_semaphore_raw(timeline, OPAQUE_SEMAPHORE, vk::SemaphoreImportFlags::empty(), closed);
         assert_eq!(result, invalid, "timeline import of closed fd {closed}");
     }
 

@@ -11,10 +11,11 @@ use std::process::ExitCode;
 use ash::vk;
 use tether_conformance::cts::fd::{Fd, OPAQUE_FD, SYNC_FD};
 use tether_conformance::cts::{self, Family, OwnCases, PERMANENT, TEMPORARY, cases::params};
-use tether_conformance::external::{FdHandleType, Permanence, Transference, copy_handle, fence_properties};
+use tether_conformance::external::{
+    FdHandleType, Permanence, Transference, copy_handle, fence_properties, offered_fence_properties,
+};
 use tether_conformance::harness::{self, Route};
 use tether_conformance::kind::Fence;
-use tether_conformance::{TestInstance, context::Options};
 
 fn main() -> ExitCode {
     harness::main(&[], || cts::tests::<Fd, Fence>([own::<OPAQUE_FD>(), own::<SYNC_FD>()]))
@@ -33,22 +34,7 @@ fn own<const H: u8>() -> OwnCases {
 /// exportable, nothing at all for a type the device does not offer.
 fn info<const H: u8>(route: Route) {
     let handle_type = FdHandleType::from_u8(H);
-    let inst = TestInstance::with_options(route, Options::default());
-    let props = fence_properties(&inst, handle_type.fence_bit());
-    assert_eq!(props.s_type, vk::StructureType::EXTERNAL_FENCE_PROPERTIES);
-    assert!(props.p_next.is_null());
-    let both = vk::ExternalFenceFeatureFlags::EXPORTABLE | vk::ExternalFenceFeatureFlags::IMPORTABLE;
-    assert_eq!(props.external_fence_features, both, "{props:?}");
-    assert!(
-        props.compatible_handle_types.contains(handle_type.fence_bit()),
-        "{props:?}"
-    );
-    assert!(
-        props
-            .export_from_imported_handle_types
-            .contains(handle_type.fence_bit()),
-        "{props:?}"
-    );
+    let (inst, props) = offered_fence_properties(route, handle_type.fence_bit());
     if handle_type.transference() == Transference::Copy {
         // A copy can only be re-exported as what it is.
         assert_eq!(

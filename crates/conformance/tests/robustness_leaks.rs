@@ -166,11 +166,11 @@ impl Cycle<'_> {
         let d = self.d;
         let f = d.exportable_fence(FD_FENCE);
         let fd = self
-            .owned(d.fence_fd(f, FD_FENCE), "OPAQUE_FD fence export")
+            .owned(d.fd.get_fence_fd(f, FD_FENCE), "OPAQUE_FD fence export")
             .expect("an fd");
         let g = d.fence(false);
         assert_eq!(
-            d.import_fence_fd(g, FD_FENCE, PERMANENT_F, fd.into_raw_fd()),
+            d.fd.import_fence_raw(g, FD_FENCE, PERMANENT_F, fd.into_raw_fd()),
             vk::Result::SUCCESS
         );
         d.destroy_fence(g);
@@ -182,7 +182,7 @@ impl Cycle<'_> {
                 d.exportable_semaphore(FD_SEMAPHORE)
             };
             let fd = self
-                .owned(d.semaphore_fd(s, FD_SEMAPHORE), "OPAQUE_FD semaphore export")
+                .owned(d.fd.get_semaphore_fd(s, FD_SEMAPHORE), "OPAQUE_FD semaphore export")
                 .expect("an fd");
             let t = if timeline {
                 d.timeline_semaphore(0)
@@ -190,7 +190,7 @@ impl Cycle<'_> {
                 d.binary_semaphore()
             };
             assert_eq!(
-                d.import_semaphore_fd(t, FD_SEMAPHORE, PERMANENT_S, fd.into_raw_fd()),
+                d.fd.import_semaphore_raw(t, FD_SEMAPHORE, PERMANENT_S, fd.into_raw_fd()),
                 vk::Result::SUCCESS
             );
             if timeline {
@@ -205,11 +205,11 @@ impl Cycle<'_> {
         let d = self.d;
         let f = d.exportable_fence(SYNC_FENCE);
         d.submit_signal_fence(f);
-        let fd = self.owned(d.fence_fd(f, SYNC_FENCE), "SYNC_FD fence export");
+        let fd = self.owned(d.fd.get_fence_fd(f, SYNC_FENCE), "SYNC_FD fence export");
         let g = d.fence(false);
         let raw = fd.map_or(-1, IntoRawFd::into_raw_fd);
         assert_eq!(
-            d.import_fence_fd(g, SYNC_FENCE, vk::FenceImportFlags::TEMPORARY, raw),
+            d.fd.import_fence_raw(g, SYNC_FENCE, vk::FenceImportFlags::TEMPORARY, raw),
             vk::Result::SUCCESS
         );
         d.wait_fence(g);
@@ -220,11 +220,11 @@ impl Cycle<'_> {
 
         let s = d.exportable_semaphore(SYNC_SEMAPHORE);
         d.submit_signal_semaphore(s);
-        let fd = self.owned(d.semaphore_fd(s, SYNC_SEMAPHORE), "SYNC_FD semaphore export");
+        let fd = self.owned(d.fd.get_semaphore_fd(s, SYNC_SEMAPHORE), "SYNC_FD semaphore export");
         let t = d.binary_semaphore();
         let raw = fd.map_or(-1, IntoRawFd::into_raw_fd);
         assert_eq!(
-            d.import_semaphore_fd(t, SYNC_SEMAPHORE, vk::SemaphoreImportFlags::TEMPORARY, raw),
+            d.fd.import_semaphore_raw(t, SYNC_SEMAPHORE, vk::SemaphoreImportFlags::TEMPORARY, raw),
             vk::Result::SUCCESS
         );
         let done = d.fence(false);

@@ -224,9 +224,9 @@ mod hostile {
             // SAFETY: a successful export returns a new fd the caller owns.
             unsafe { OwnedFd::from_raw_fd(raw) }
         };
-        let timeline_fd = own(d.semaphore_fd(timeline, FD_SEMAPHORE), "the timeline");
-        let binary_fd = own(d.semaphore_fd(binary, FD_SEMAPHORE), "the binary semaphore");
-        let fence_fd = own(d.fence_fd(fence, FD_FENCE), "the fence");
+        let timeline_fd = own(d.fd.get_semaphore_fd(timeline, FD_SEMAPHORE), "the timeline");
+        let binary_fd = own(d.fd.get_semaphore_fd(binary, FD_SEMAPHORE), "the binary semaphore");
+        let fence_fd = own(d.fd.get_fence_fd(fence, FD_FENCE), "the fence");
         let d3d12_handle = d3d12.map(|s| d.export_semaphore(s, Win32HandleType::D3d12Fence));
         let mut fds: Vec<RawFd> = vec![timeline_fd.as_raw_fd(), binary_fd.as_raw_fd(), fence_fd.as_raw_fd()];
         if let Some(NativeHandle::Nt(fd)) = &d3d12_handle {
@@ -402,7 +402,7 @@ mod hostile {
             let d = device(route_from_name(route));
             let imported = d.timeline_semaphore(0);
             let dup = rustix::io::fcntl_dupfd_cloexec(&fds[0], 3).expect("dup");
-            let r = d.import_semaphore_fd(
+            let r = d.fd.import_semaphore_raw(
                 imported,
                 FD_SEMAPHORE,
                 vk::SemaphoreImportFlags::empty(),
@@ -707,7 +707,7 @@ mod dying {
             let d = device(route_from_name(route));
             let s = d.timeline_semaphore(0);
             assert_eq!(
-                d.import_semaphore_fd(s, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), fd),
+                d.fd.import_semaphore_raw(s, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), fd),
                 vk::Result::SUCCESS
             );
             reply("WAITING");
@@ -720,7 +720,9 @@ mod dying {
         let d = device(route);
         let timeline = d.exportable_timeline(FD_SEMAPHORE, 0, None);
         let export = |d: &SyncDevice| {
-            let raw = d.semaphore_fd(timeline, FD_SEMAPHORE).expect("vkGetSemaphoreFdKHR");
+            let raw =
+                d.fd.get_semaphore_fd(timeline, FD_SEMAPHORE)
+                    .expect("vkGetSemaphoreFdKHR");
             // SAFETY: a successful export returns a new fd the caller owns.
             unsafe { OwnedFd::from_raw_fd(raw) }
         };
@@ -735,7 +737,7 @@ mod dying {
         let d2 = device(route);
         let other = d2.timeline_semaphore(0);
         assert_eq!(
-            d2.import_semaphore_fd(
+            d2.fd.import_semaphore_raw(
                 other,
                 FD_SEMAPHORE,
                 vk::SemaphoreImportFlags::empty(),

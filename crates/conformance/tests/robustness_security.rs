@@ -162,11 +162,11 @@ mod cloexec {
 
             // OPAQUE_FD, and imports of it (the driver keeps the fd it was given).
             let f = d.exportable_fence(fd_fence | sync_fence);
-            let fd = own(d.fence_fd(f, fd_fence), "OPAQUE_FD fence").expect("an fd");
+            let fd = own(d.fd.get_fence_fd(f, fd_fence), "OPAQUE_FD fence").expect("an fd");
             let dup = rustix::io::fcntl_dupfd_cloexec(&fd, 3).expect("dup");
             let g = d.fence(false);
             assert_eq!(
-                d.import_fence_fd(
+                d.fd.import_fence_raw(
                     g,
                     fd_fence,
                     vk::FenceImportFlags::empty(),
@@ -176,14 +176,14 @@ mod cloexec {
             );
             expect_cloexec("OPAQUE_FD fence".into(), fd, &mut kept);
             let b = d.exportable_semaphore(fd_sem | sync_sem);
-            let fd = own(d.semaphore_fd(b, fd_sem), "OPAQUE_FD binary semaphore").expect("an fd");
+            let fd = own(d.fd.get_semaphore_fd(b, fd_sem), "OPAQUE_FD binary semaphore").expect("an fd");
             expect_cloexec("OPAQUE_FD binary semaphore".into(), fd, &mut kept);
             let t = d.exportable_timeline(fd_sem, 0, None);
-            let fd = own(d.semaphore_fd(t, fd_sem), "OPAQUE_FD timeline").expect("an fd");
+            let fd = own(d.fd.get_semaphore_fd(t, fd_sem), "OPAQUE_FD timeline").expect("an fd");
             let dup = rustix::io::fcntl_dupfd_cloexec(&fd, 3).expect("dup");
             let t2 = d.timeline_semaphore(0);
             assert_eq!(
-                d.import_semaphore_fd(
+                d.fd.import_semaphore_raw(
                     t2,
                     fd_sem,
                     vk::SemaphoreImportFlags::empty(),
@@ -196,17 +196,17 @@ mod cloexec {
             // SYNC_FD while the signal is pending (a real sync file), imported elsewhere.
             let gate = d.gate();
             assert_eq!(d.submit(0, &[Batch::new().wait(gate, 1)], f), vk::Result::SUCCESS);
-            let fd = own(d.fence_fd(f, sync_fence), "SYNC_FD fence");
+            let fd = own(d.fd.get_fence_fd(f, sync_fence), "SYNC_FD fence");
             assert_eq!(
                 d.submit(0, &[Batch::new().wait(gate, 1).signal(b, 0)], vk::Fence::null()),
                 vk::Result::SUCCESS
             );
-            let sfd = own(d.semaphore_fd(b, sync_sem), "SYNC_FD binary semaphore");
+            let sfd = own(d.fd.get_semaphore_fd(b, sync_sem), "SYNC_FD binary semaphore");
             if let Some(fd) = fd {
                 let dup = rustix::io::fcntl_dupfd_cloexec(&fd, 3).expect("dup");
                 let h = d.fence(false);
                 assert_eq!(
-                    d.import_fence_fd(
+                    d.fd.import_fence_raw(
                         h,
                         sync_fence,
                         vk::FenceImportFlags::TEMPORARY,

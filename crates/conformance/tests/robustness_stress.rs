@@ -378,14 +378,16 @@ impl Process<'_> {
             let floor = self.counter();
             let raw = self
                 .d
-                .semaphore_fd(self.timeline, FD_SEMAPHORE)
+                .fd
+                .get_semaphore_fd(self.timeline, FD_SEMAPHORE)
                 .expect("exporting the timeline");
             let s = if nt && i % 4 == 0 {
                 // A permanent import into a new exportable semaphore, then its NT export.
                 let x = self.d.exportable_timeline(FD_SEMAPHORE | NT_SEMAPHORE, 0, None);
                 assert_eq!(
                     self.d
-                        .import_semaphore_fd(x, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), raw),
+                        .fd
+                        .import_semaphore_raw(x, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), raw),
                     vk::Result::SUCCESS
                 );
                 let handle = self.d.export_semaphore(x, Win32HandleType::OpaqueWin32);
@@ -399,7 +401,8 @@ impl Process<'_> {
                 let y = self.d.timeline_semaphore(0);
                 assert_eq!(
                     self.d
-                        .import_semaphore_fd(y, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), raw),
+                        .fd
+                        .import_semaphore_raw(y, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), raw),
                     vk::Result::SUCCESS
                 );
                 y
@@ -446,9 +449,9 @@ fn shared_payloads(route: Route) {
     let board = Board::map(board_fd.as_fd());
     let fds = [
         board_fd.as_raw_fd(),
-        owned(d.semaphore_fd(timeline, FD_SEMAPHORE)).into_raw_fd(),
-        owned(d.semaphore_fd(binary, FD_SEMAPHORE)).into_raw_fd(),
-        owned(d.fence_fd(fence, FD_FENCE)).into_raw_fd(),
+        owned(d.fd.get_semaphore_fd(timeline, FD_SEMAPHORE)).into_raw_fd(),
+        owned(d.fd.get_semaphore_fd(binary, FD_SEMAPHORE)).into_raw_fd(),
+        owned(d.fd.get_fence_fd(fence, FD_FENCE)).into_raw_fd(),
     ];
     let mut children: Vec<Peer> = (0..2)
         .map(|i| {
@@ -518,7 +521,7 @@ fn role_stresser(args: &[String]) -> i32 {
         let d = SyncDevice::new(route_from_name(route));
         let timeline = d.timeline_semaphore(0);
         assert_eq!(
-            d.import_semaphore_fd(
+            d.fd.import_semaphore_raw(
                 timeline,
                 FD_SEMAPHORE,
                 vk::SemaphoreImportFlags::empty(),
@@ -528,12 +531,12 @@ fn role_stresser(args: &[String]) -> i32 {
         );
         let binary = d.binary_semaphore();
         assert_eq!(
-            d.import_semaphore_fd(binary, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), take(binary_fd)),
+            d.fd.import_semaphore_raw(binary, FD_SEMAPHORE, vk::SemaphoreImportFlags::empty(), take(binary_fd)),
             vk::Result::SUCCESS
         );
         let fence = d.fence(false);
         assert_eq!(
-            d.import_fence_fd(fence, FD_FENCE, vk::FenceImportFlags::empty(), take(fence_fd)),
+            d.fd.import_fence_raw(fence, FD_FENCE, vk::FenceImportFlags::empty(), take(fence_fd)),
             vk::Result::SUCCESS
         );
         common::reply("RUNNING");

@@ -6,9 +6,8 @@ use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use ash::vk;
 use tether_conformance::Options;
-use tether_conformance::external::WithFdExtensions;
+use tether_conformance::external::{FdCommands, WithFdExtensions};
 use tether_conformance::harness::Route;
 use tether_conformance::win32::Win32Device;
 
@@ -44,8 +43,7 @@ pub unsafe fn raise_watchdog(seconds: u64) {
 
 /// A [`Win32Device`] with the fd extensions too, and their commands.
 pub struct SyncDevice {
-    pub fence_fd: ash::khr::external_fence_fd::Device,
-    pub semaphore_fd: ash::khr::external_semaphore_fd::Device,
+    pub fd: FdCommands,
     pub win: Win32Device,
 }
 
@@ -63,69 +61,10 @@ impl SyncDevice {
 
     pub fn with_options(route: Route, options: Options) -> SyncDevice {
         let win = Win32Device::with_options(route, options.with_fd_extensions());
-        let held = tether_conformance::context::device_list_lock();
-        let fence_fd = ash::khr::external_fence_fd::Device::new(&win.inst.instance, &win.device);
-        let semaphore_fd = ash::khr::external_semaphore_fd::Device::new(&win.inst.instance, &win.device);
-        drop(held);
         SyncDevice {
-            fence_fd,
-            semaphore_fd,
+            fd: FdCommands::new(&win),
             win,
         }
-    }
-
-    /// `vkGetFenceFdKHR`.
-    pub fn fence_fd(&self, fence: vk::Fence, handle_type: vk::ExternalFenceHandleTypeFlags) -> Result<i32, vk::Result> {
-        let info = vk::FenceGetFdInfoKHR::default().fence(fence).handle_type(handle_type);
-        // SAFETY: a fence of this device.
-        unsafe { self.fence_fd.get_fence_fd(&info) }
-    }
-
-    /// `vkGetSemaphoreFdKHR`.
-    pub fn semaphore_fd(
-        &self,
-        semaphore: vk::Semaphore,
-        handle_type: vk::ExternalSemaphoreHandleTypeFlags,
-    ) -> Result<i32, vk::Result> {
-        let info = vk::SemaphoreGetFdInfoKHR::default()
-            .semaphore(semaphore)
-            .handle_type(handle_type);
-        // SAFETY: a semaphore of this device.
-        unsafe { self.semaphore_fd.get_semaphore_fd(&info) }
-    }
-
-    /// `vkImportFenceFdKHR`; the driver owns `fd` on success.
-    pub fn import_fence_fd(
-        &self,
-        fence: vk::Fence,
-        handle_type: vk::ExternalFenceHandleTypeFlags,
-        flags: vk::FenceImportFlags,
-        fd: i32,
-    ) -> vk::Result {
-        let info = vk::ImportFenceFdInfoKHR::default()
-            .fence(fence)
-            .handle_type(handle_type)
-            .flags(flags)
-            .fd(fd);
-        // SAFETY: a fence of this device; the fd is the caller's to hand over.
-        tether_conformance::context::code(unsafe { self.fence_fd.import_fence_fd(&info) })
-    }
-
-    /// `vkImportSemaphoreFdKHR`; the driver owns `fd` on success.
-    pub fn import_semaphore_fd(
-        &self,
-        semaphore: vk::Semaphore,
-        handle_type: vk::ExternalSemaphoreHandleTypeFlags,
-        flags: vk::SemaphoreImportFlags,
-        fd: i32,
-    ) -> vk::Result {
-        let info = vk::ImportSemaphoreFdInfoKHR::default()
-            .semaphore(semaphore)
-            .handle_type(handle_type)
-            .flags(flags)
-            .fd(fd);
-        // SAFETY: a semaphore of this device; the fd is the caller's to hand over.
-        tether_conformance::context::code(unsafe { self.semaphore_fd.import_semaphore_fd(&info) })
     }
 }
 
