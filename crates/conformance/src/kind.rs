@@ -102,34 +102,85 @@ pub trait SyncKind: Sized + 'static {
     ) -> vk::Result;
 }
 
+/// Implements [`SyncKind`]: what the kind does in a case as written in the invocation, and the
+/// rest from the names of its Vulkan types and of the devices' commands for it (a fence and a
+/// semaphore have the same commands under other names).
+macro_rules! sync_kind {
+    (
+        $kind:ident: vk::$object:ident, vk::$handle_types:ident, vk::$import_flags:ident,
+        bit $bit:ident, flags $flags:ident, commands $cmd:literal,
+        fd $get_fd:ident, $import_fd:ident, win32 $get_win32:ident, $import_win32:ident;
+        $($semantics:item)*
+    ) => {
+        impl SyncKind for $kind {
+            type Object = vk::$object;
+            type HandleTypes = vk::$handle_types;
+            type ImportFlags = vk::$import_flags;
+
+            const GET_FD: &'static str = concat!("vkGet", $cmd, "FdKHR");
+            const IMPORT_FD: &'static str = concat!("vkImport", $cmd, "FdKHR");
+            const GET_WIN32: &'static str = concat!("vkGet", $cmd, "Win32HandleKHR");
+            const IMPORT_WIN32: &'static str = concat!("vkImport", $cmd, "Win32HandleKHR");
+
+            fn fd_bit(handle_type: FdHandleType) -> vk::$handle_types {
+                handle_type.$bit()
+            }
+
+            fn win32_bit(handle_type: Win32HandleType) -> vk::$handle_types {
+                handle_type.$bit()
+            }
+
+            fn import_flags(permanence: Permanence) -> vk::$import_flags {
+                permanence.$flags()
+            }
+
+            fn get_fd(d: &FdDevice, object: vk::$object, handle_type: vk::$handle_types) -> Result<RawFd, vk::Result> {
+                d.fd.$get_fd(object, handle_type)
+            }
+
+            fn import_fd_raw(
+                d: &FdDevice,
+                object: vk::$object,
+                handle_type: vk::$handle_types,
+                flags: vk::$import_flags,
+                fd: RawFd,
+            ) -> vk::Result {
+                d.fd.$import_fd(object, handle_type, flags, fd)
+            }
+
+            fn get_win32(
+                d: &Win32Device,
+                object: vk::$object,
+                handle_type: vk::$handle_types,
+            ) -> Result<vk::HANDLE, vk::Result> {
+                d.$get_win32(object, handle_type)
+            }
+
+            fn import_win32_raw(
+                d: &Win32Device,
+                object: vk::$object,
+                handle_type: vk::$handle_types,
+                flags: vk::$import_flags,
+                handle: vk::HANDLE,
+                name: *const u16,
+            ) -> vk::Result {
+                d.$import_win32(object, handle_type, flags, handle, name)
+            }
+
+            $($semantics)*
+        }
+    };
+}
+
 /// A fence.
 pub enum Fence {}
 
-/// A binary semaphore.
-pub enum BinarySemaphore {}
-
-impl SyncKind for Fence {
-    type Object = vk::Fence;
-    type HandleTypes = vk::ExternalFenceHandleTypeFlags;
-    type ImportFlags = vk::FenceImportFlags;
+sync_kind! {
+    Fence: vk::Fence, vk::ExternalFenceHandleTypeFlags, vk::FenceImportFlags,
+    bit fence_bit, flags fence_flags, commands "Fence",
+    fd get_fence_fd, import_fence_raw, win32 get_fence_win32, import_fence_raw;
 
     const NAME: &'static str = "fence";
-    const GET_FD: &'static str = "vkGetFenceFdKHR";
-    const IMPORT_FD: &'static str = "vkImportFenceFdKHR";
-    const GET_WIN32: &'static str = "vkGetFenceWin32HandleKHR";
-    const IMPORT_WIN32: &'static str = "vkImportFenceWin32HandleKHR";
-
-    fn fd_bit(handle_type: FdHandleType) -> Self::HandleTypes {
-        handle_type.fence_bit()
-    }
-
-    fn win32_bit(handle_type: Win32HandleType) -> Self::HandleTypes {
-        handle_type.fence_bit()
-    }
-
-    fn import_flags(permanence: Permanence) -> Self::ImportFlags {
-        permanence.fence_flags()
-    }
 
     fn create(d: &TestDevice) -> vk::Fence {
         d.fence(false)
@@ -152,90 +203,40 @@ impl SyncKind for Fence {
     }
 
     fn expect_signaled(d: &TestDevice, fence: vk::Fence) {
-        assert_eq!(
-            d.wait_fences(&[fence], true, 0),
-            vk::Result::SUCCESS,
-            "the fence is not signaled"
-        );
+        assert_eq!(d.wait_fences(&[fence], true, 0), vk::Result::SUCCESS, "the fence is not signaled");
     }
 
     fn submit_gated_signal(d: &TestDevice, gate: vk::Semaphore, fence: vk::Fence) -> vk::Result {
         let result = d.submit(0, &[Batch::new().wait(gate, 1)], fence);
         if result == vk::Result::SUCCESS {
-            assert_eq!(
-                d.fence_status(fence),
-                vk::Result::NOT_READY,
-                "the gated fence signaled early"
-            );
+            assert_eq!(d.fence_status(fence), vk::Result::NOT_READY, "the gated fence signaled early");
         }
         result
     }
 
-    fn exportable_fd(d: &FdDevice, handle_types: Self::HandleTypes) -> vk::Fence {
+    fn exportable_fd(d: &FdDevice, handle_types: vk::ExternalFenceHandleTypeFlags) -> vk::Fence {
         d.exportable_fence(handle_types)
-    }
-
-    fn get_fd(d: &FdDevice, fence: vk::Fence, handle_type: Self::HandleTypes) -> Result<RawFd, vk::Result> {
-        d.fd.get_fence_fd(fence, handle_type)
-    }
-
-    fn import_fd_raw(
-        d: &FdDevice,
-        fence: vk::Fence,
-        handle_type: Self::HandleTypes,
-        flags: Self::ImportFlags,
-        fd: RawFd,
-    ) -> vk::Result {
-        d.fd.import_fence_raw(fence, handle_type, flags, fd)
     }
 
     fn exportable_win32(
         d: &Win32Device,
-        handle_types: Self::HandleTypes,
+        handle_types: vk::ExternalFenceHandleTypeFlags,
         attrs: Option<&ExportAttributes>,
     ) -> vk::Fence {
         d.try_exportable_fence(handle_types, attrs)
             .unwrap_or_else(|e| panic!("vkCreateFence (exportable, {attrs:?}): {e}; messages: {}", d.messages()))
     }
-
-    fn get_win32(d: &Win32Device, fence: vk::Fence, handle_type: Self::HandleTypes) -> Result<vk::HANDLE, vk::Result> {
-        d.get_fence_win32(fence, handle_type)
-    }
-
-    fn import_win32_raw(
-        d: &Win32Device,
-        fence: vk::Fence,
-        handle_type: Self::HandleTypes,
-        flags: Self::ImportFlags,
-        handle: vk::HANDLE,
-        name: *const u16,
-    ) -> vk::Result {
-        d.import_fence_raw(fence, handle_type, flags, handle, name)
-    }
 }
 
-impl SyncKind for BinarySemaphore {
-    type Object = vk::Semaphore;
-    type HandleTypes = vk::ExternalSemaphoreHandleTypeFlags;
-    type ImportFlags = vk::SemaphoreImportFlags;
+/// A binary semaphore.
+pub enum BinarySemaphore {}
+
+sync_kind! {
+    BinarySemaphore: vk::Semaphore, vk::ExternalSemaphoreHandleTypeFlags, vk::SemaphoreImportFlags,
+    bit semaphore_bit, flags semaphore_flags, commands "Semaphore",
+    fd get_semaphore_fd, import_semaphore_raw, win32 get_semaphore_win32, import_semaphore_raw;
 
     const NAME: &'static str = "semaphore";
-    const GET_FD: &'static str = "vkGetSemaphoreFdKHR";
-    const IMPORT_FD: &'static str = "vkImportSemaphoreFdKHR";
-    const GET_WIN32: &'static str = "vkGetSemaphoreWin32HandleKHR";
-    const IMPORT_WIN32: &'static str = "vkImportSemaphoreWin32HandleKHR";
-
-    fn fd_bit(handle_type: FdHandleType) -> Self::HandleTypes {
-        handle_type.semaphore_bit()
-    }
-
-    fn win32_bit(handle_type: Win32HandleType) -> Self::HandleTypes {
-        handle_type.semaphore_bit()
-    }
-
-    fn import_flags(permanence: Permanence) -> Self::ImportFlags {
-        permanence.semaphore_flags()
-    }
 
     fn create(d: &TestDevice) -> vk::Semaphore {
         d.binary_semaphore()
@@ -264,54 +265,18 @@ impl SyncKind for BinarySemaphore {
         d.submit(0, &[Batch::new().wait(gate, 1).signal(semaphore, 0)], vk::Fence::null())
     }
 
-    fn exportable_fd(d: &FdDevice, handle_types: Self::HandleTypes) -> vk::Semaphore {
+    fn exportable_fd(d: &FdDevice, handle_types: vk::ExternalSemaphoreHandleTypeFlags) -> vk::Semaphore {
         d.exportable_semaphore(handle_types)
-    }
-
-    fn get_fd(d: &FdDevice, semaphore: vk::Semaphore, handle_type: Self::HandleTypes) -> Result<RawFd, vk::Result> {
-        d.fd.get_semaphore_fd(semaphore, handle_type)
-    }
-
-    fn import_fd_raw(
-        d: &FdDevice,
-        semaphore: vk::Semaphore,
-        handle_type: Self::HandleTypes,
-        flags: Self::ImportFlags,
-        fd: RawFd,
-    ) -> vk::Result {
-        d.fd.import_semaphore_raw(semaphore, handle_type, flags, fd)
     }
 
     fn exportable_win32(
         d: &Win32Device,
-        handle_types: Self::HandleTypes,
+        handle_types: vk::ExternalSemaphoreHandleTypeFlags,
         attrs: Option<&ExportAttributes>,
     ) -> vk::Semaphore {
         d.try_exportable_semaphore(handle_types, vk::SemaphoreType::BINARY, 0, attrs)
             .unwrap_or_else(|e| {
-                panic!(
-                    "vkCreateSemaphore (exportable binary, {attrs:?}): {e}; messages: {}",
-                    d.messages()
-                )
+                panic!("vkCreateSemaphore (exportable binary, {attrs:?}): {e}; messages: {}", d.messages())
             })
-    }
-
-    fn get_win32(
-        d: &Win32Device,
-        semaphore: vk::Semaphore,
-        handle_type: Self::HandleTypes,
-    ) -> Result<vk::HANDLE, vk::Result> {
-        d.get_semaphore_win32(semaphore, handle_type)
-    }
-
-    fn import_win32_raw(
-        d: &Win32Device,
-        semaphore: vk::Semaphore,
-        handle_type: Self::HandleTypes,
-        flags: Self::ImportFlags,
-        handle: vk::HANDLE,
-        name: *const u16,
-    ) -> vk::Result {
-        d.import_semaphore_raw(semaphore, handle_type, flags, handle, name)
     }
 }
