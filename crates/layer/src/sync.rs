@@ -810,11 +810,11 @@ pub unsafe extern "system" fn get_semaphore_win32_handle(
         // SAFETY: writable output per valid usage.
         unsafe {
             get_win32_handle::<SemaphoreKind>(
-                &dev,
+                dev,
                 info.semaphore,
                 &sem.win32,
                 ty.as_raw(),
-                semaphore_tag(&sem),
+                semaphore_tag(sem),
                 d3d12_payload,
                 out,
             )

@@ -5,7 +5,7 @@
 use std::os::fd::AsFd;
 
 use super::cases::{self, export_for_case, params, signal_reaches};
-use super::{Family, case};
+use super::{Case, Family, case};
 use crate::context::Options;
 use crate::external::{
     ExportedFd, FdDevice, FdHandleType, Permanence, Transference, copy_handle, recv_fds, send_fds, socket_pair,
@@ -41,7 +41,7 @@ impl Family for Fd {
         handle_type.permanences()
     }
 
-    fn cases<K: SyncKind, const H: u8, const P: u8>() -> Vec<(&'static str, fn(Route))> {
+    fn cases<K: SyncKind, const H: u8, const P: u8>() -> Vec<Case> {
         use cases::*;
         let handle_type = FdHandleType::from_u8(H);
         let mut all = vec![

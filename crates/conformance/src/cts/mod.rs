@@ -37,6 +37,12 @@ pub mod win32;
 pub const TEMPORARY: u8 = Permanence::Temporary as u8;
 pub const PERMANENT: u8 = Permanence::Permanent as u8;
 
+/// A case: its name and its body.
+pub type Case = (&'static str, fn(Route));
+
+/// A case of each permanence: its name and its bodies, `[temporary, permanent]`.
+pub type CaseByPermanence = (&'static str, [fn(Route); 2]);
+
 /// A handle family as the cases use it: its device, its handle types and its handles.
 pub trait Family: Sized + 'static {
     /// A CTS case's device: one queue of family 0, the family's extensions.
@@ -53,7 +59,7 @@ pub trait Family: Sized + 'static {
     /// The permanences the CTS registers cases for.
     fn permanences(handle_type: Self::HandleType) -> &'static [Permanence];
     /// The family's cases of one kind, handle type and permanence, in the CTS's order.
-    fn cases<K: SyncKind, const H: u8, const P: u8>() -> Vec<(&'static str, fn(Route))>;
+    fn cases<K: SyncKind, const H: u8, const P: u8>() -> Vec<Case>;
 
     fn device(route: Route) -> Self::Device;
     /// An unsignaled object exportable as `handle_type`.
@@ -94,10 +100,9 @@ pub trait Family: Sized + 'static {
 #[derive(Default)]
 pub struct OwnCases {
     /// Cases without a permanence, registered first (`info`, `info_binary`, `info_timeline`).
-    pub info: Vec<(&'static str, fn(Route))>,
-    /// Cases of each permanence (`[temporary, permanent]`), registered right after
-    /// `signal_import` (the fence's `reset`).
-    pub after_signal_import: Vec<(&'static str, [fn(Route); 2])>,
+    pub info: Vec<Case>,
+    /// Cases of each permanence, registered right after `signal_import` (the fence's `reset`).
+    pub after_signal_import: Vec<CaseByPermanence>,
 }
 
 /// A case instantiated: its name and its body.

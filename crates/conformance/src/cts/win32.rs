@@ -22,7 +22,7 @@ use std::ops::Deref;
 use std::os::fd::AsFd;
 
 use super::cases::{self, params};
-use super::{Family, case};
+use super::{Case, Family, case};
 use crate::context::{Options, TestDevice};
 use crate::external::{Transference, mappings_of};
 use crate::harness::{self, Route};
@@ -73,7 +73,7 @@ impl Family for Win32 {
         &[Permanence::Temporary, Permanence::Permanent]
     }
 
-    fn cases<K: SyncKind, const H: u8, const P: u8>() -> Vec<(&'static str, fn(Route))> {
+    fn cases<K: SyncKind, const H: u8, const P: u8>() -> Vec<Case> {
         use cases::*;
         vec![
             case!(create_win32::<K, H, P>),
