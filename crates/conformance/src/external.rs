@@ -3,16 +3,17 @@
 //!
 //! * [`FdHandleType`], [`Transference`] and [`Permanence`]: the two fd handle types and the
 //!   CTS's hard-coded table of how each transfers.
-//! * [`FdDevice`]: a [`TestDevice`] with the two fd extensions enabled, exportable fences and
-//!   semaphores (destroyed before the device), export and import with the fd's ownership kept
-//!   in the types ([`ExportedFd`]), the CTS's empty submits, and bounded waits.
-//! * [`FdDevice::signal_fence_and_export_while_pending`] (and the semaphore one) stand in for
-//!   the CTS's timed compute job: the signal waits on a private timeline semaphore that the host
-//!   signals only after the export, so the object is pending when it is exported.
+//! * [`FdCommands`]: the two extensions' commands as they are.
+//! * [`FdDevice`]: a [`TestDevice`] with the two fd extensions enabled and exportable fences and
+//!   semaphores (the `TestDevice` destroys them), export and import of either kind
+//!   ([`crate::kind::SyncKind`]) with the fd's ownership kept in the types ([`ExportedFd`]).
+//! * [`FdDevice::signal_and_export_while_pending`] stands in for the CTS's timed compute job
+//!   (see [`TestDevice::while_signal_pending`]): the object is pending when it is exported.
 //! * fd plumbing: SCM_RIGHTS over a socket, whether an fd is open, counts of open fds and of
 //!   mappings, child processes.
 //!
-//! Every wait here is bounded ([`crate::context::LONG_NS`]): a driver bug fails the test instead of hanging it.
+//! Every wait here is bounded ([`crate::context::LONG_NS`]): a driver bug fails the test instead
+//! of hanging it.
 
 use std::ffi::CStr;
 use std::io::{IoSlice, IoSliceMut};

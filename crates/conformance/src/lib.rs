@@ -38,6 +38,10 @@
 //! is listed once, with its reason, in [`limits`]; such a case ends ignored with
 //! `not supported on <target>: <reason>`, after checking what the target documents instead.
 //!
+//! The CTS ports of `dEQP-VK.api.external.{fence,semaphore}.*` are written once, in [`cts`],
+//! generic over the object kind ([`kind::SyncKind`]: a fence, a binary semaphore) and the handle
+//! family ([`cts::Family`]: fd, Win32); each of their binaries adds only its kind's own cases.
+//!
 //! [`context`] gives tests an instance and a device ([`context::TestDevice`]) that record every
 //! debug-utils message and, when dropped, destroy everything and fail the test on any
 //! validation error it did not expect. On the loader routes the validation layer runs with
