@@ -129,6 +129,48 @@ impl External for Semaphore {
     }
 }
 
+/// The input of an export command: the object it names and the raw handle-type bit.
+pub trait ExportInfo: vk::TaggedStructure {
+    fn object(&self) -> u64;
+    fn handle_type(&self) -> u32;
+}
+
+/// The input of an import command: the object it names, the raw handle-type bit and whether
+/// the import is temporary.
+pub trait ImportInfo: ExportInfo {
+    fn temporary(&self) -> bool;
+}
+
+macro_rules! command_info {
+    ($($info:ident: $object:ident $(, vk::$flags:ident)?;)*) => {$(
+        impl ExportInfo for vk::$info<'_> {
+            fn object(&self) -> u64 {
+                self.$object.as_raw()
+            }
+
+            fn handle_type(&self) -> u32 {
+                self.handle_type.as_raw()
+            }
+        }
+        $(impl ImportInfo for vk::$info<'_> {
+            fn temporary(&self) -> bool {
+                self.flags.contains(vk::$flags::TEMPORARY)
+            }
+        })?
+    )*};
+}
+
+command_info! {
+    FenceGetFdInfoKHR: fence;
+    SemaphoreGetFdInfoKHR: semaphore;
+    FenceGetWin32HandleInfoKHR: fence;
+    SemaphoreGetWin32HandleInfoKHR: semaphore;
+    ImportFenceFdInfoKHR: fence, vk::FenceImportFlags;
+    ImportSemaphoreFdInfoKHR: semaphore, vk::SemaphoreImportFlags;
+    ImportFenceWin32HandleInfoKHR: fence, vk::FenceImportFlags;
+    ImportSemaphoreWin32HandleInfoKHR: semaphore, vk::SemaphoreImportFlags;
+}
+
 /// What an export or import command has checked when its own work starts.
 pub struct Begun<'a, I, T: 'static> {
     pub dev: &'a Device,
@@ -168,16 +210,15 @@ pub struct ImportVuids {
 }
 
 /// The start every export and import command shares: the device, the input structure (checked:
-/// NULL, sType, pNext) and the live object it names (`handle` reads its handle).
+/// NULL, sType, pNext) and the live object it names.
 ///
 /// # Safety
 /// `device` is a device of this driver; `info` is NULL or valid for `'a`.
-unsafe fn begin<'a, I: vk::TaggedStructure, T: DeviceChild>(
+unsafe fn begin<'a, I: ExportInfo, T: DeviceChild>(
     device: vk::Device,
     info: *const I,
     command: &Command,
     table: &'static HandleTable<T>,
-    handle: impl FnOnce(&I) -> u64,
 ) -> VkResult<(&'a Device, &'a I, ObjectRef<T>)> {
     // SAFETY: per the caller's contract.
     let dev = unsafe { super::device(device) }?;
@@ -192,7 +233,7 @@ unsafe fn begin<'a, I: vk::TaggedStructure, T: DeviceChild>(
             Some(&[]),
         )
     }?;
-    let object = lookup(table, dev, handle(info), command.object_vuid)?;
+    let object = lookup(table, dev, info.object(), command.object_vuid)?;
     Ok((dev, info, object))
 }
 
@@ -227,20 +268,18 @@ fn offered_row(
 
 /// The start of an export command: [`begin`], then the handle type must be one of the family's
 /// offered for the object, and the object created exportable as it (or hold an import).
-/// `fields` reads the object's handle and the raw handle-type bit from the input.
 ///
 /// # Safety
 /// `device` is a device of this driver; `info` is NULL or valid for `'a`.
-pub unsafe fn begin_export<'a, I: vk::TaggedStructure, T: External>(
+pub unsafe fn begin_export<'a, I: ExportInfo, T: External>(
     device: vk::Device,
     info: *const I,
     vuids: &ExportVuids,
     table: &'static HandleTable<T>,
-    fields: impl Fn(&I) -> (u64, u32),
 ) -> VkResult<Begun<'a, I, T>> {
     // SAFETY: per the caller's contract.
-    let (dev, info, object) = unsafe { begin(device, info, &vuids.command, table, |i| fields(i).0) }?;
-    let bit = fields(info).1;
+    let (dev, info, object) = unsafe { begin(device, info, &vuids.command, table) }?;
+    let bit = info.handle_type();
     let target = object.target(bit);
     let row = offered_row(dev, target, vuids.family, vuids.handle_type, false)?;
     if !object.slot().active_is_imported() && !object.created_exportable_as(bit) {
@@ -262,21 +301,18 @@ pub unsafe fn begin_export<'a, I: vk::TaggedStructure, T: External>(
 /// The start of an import command, everything it checks before it opens the handle: [`begin`],
 /// then the object must not be tied to unfinished queue work, the handle type must be one of
 /// the family's offered for the object, and the permanence one the type and the object allow.
-/// `fields` reads the object's handle, the raw handle-type bit and the TEMPORARY flag from the
-/// input.
 ///
 /// # Safety
 /// `device` is a device of this driver; `info` is NULL or valid for `'a`.
-pub unsafe fn begin_import<'a, I: vk::TaggedStructure, T: External>(
+pub unsafe fn begin_import<'a, I: ImportInfo, T: External>(
     device: vk::Device,
     info: *const I,
     vuids: &ImportVuids,
     table: &'static HandleTable<T>,
-    fields: impl Fn(&I) -> (u64, u32, bool),
 ) -> VkResult<Begun<'a, I, T>> {
     // SAFETY: per the caller's contract.
-    let (dev, info, object) = unsafe { begin(device, info, &vuids.command, table, |i| fields(i).0) }?;
-    let (_, bit, temporary) = fields(info);
+    let (dev, info, object) = unsafe { begin(device, info, &vuids.command, table) }?;
+    let (bit, temporary) = (info.handle_type(), info.temporary());
     if object.pending().is_pending() {
         return Err(invalid_usage(dev, vuids.in_use, vuids.in_use_text));
     }
@@ -407,23 +443,21 @@ struct FdExportVuids {
     sync_fd_unsignaled: &'static str,
 }
 
-/// `vkGet{Fence,Semaphore}FdKHR`. `fields` reads the object's handle and the raw handle-type
-/// bit from the input.
+/// `vkGet{Fence,Semaphore}FdKHR`.
 ///
 /// # Safety
 /// Per the command.
-unsafe fn get_fd<I: vk::TaggedStructure, T: External>(
+unsafe fn get_fd<I: ExportInfo, T: External>(
     device: vk::Device,
     info: *const I,
     out: *mut c_int,
     vuids: &FdExportVuids,
     table: &'static HandleTable<T>,
-    fields: impl Fn(&I) -> (u64, u32),
 ) -> vk::Result {
     guard(|| {
         result((|| {
             // SAFETY: valid handle and pointers per valid usage.
-            let Begun { dev, object, row, .. } = unsafe { begin_export(device, info, &vuids.prologue, table, fields) }?;
+            let Begun { dev, object, row, .. } = unsafe { begin_export(device, info, &vuids.prologue, table) }?;
             let active = object.slot().active();
             if row.handle_type == HandleType::SyncFd
                 && !active.is_signaled()
@@ -444,17 +478,15 @@ unsafe fn get_fd<I: vk::TaggedStructure, T: External>(
     })
 }
 
-/// `vkImport{Fence,Semaphore}FdKHR`. `fields` reads the object's handle, the raw handle-type
-/// bit and the TEMPORARY flag from the input, `fd` its fd.
+/// `vkImport{Fence,Semaphore}FdKHR`. `fd` reads the fd from the input.
 ///
 /// # Safety
 /// Per the command.
-unsafe fn import_fd<I: vk::TaggedStructure, T: External>(
+unsafe fn import_fd<I: ImportInfo, T: External>(
     device: vk::Device,
     info: *const I,
     vuids: &ImportVuids,
     table: &'static HandleTable<T>,
-    fields: impl Fn(&I) -> (u64, u32, bool),
     fd: impl FnOnce(&I) -> c_int,
 ) -> vk::Result {
     guard(|| {
@@ -466,7 +498,7 @@ unsafe fn import_fd<I: vk::TaggedStructure, T: External>(
                 object,
                 row,
                 permanence,
-            } = unsafe { begin_import(device, info, vuids, table, fields) }?;
+            } = unsafe { begin_import(device, info, vuids, table) }?;
             let fd = fd(info);
             // SAFETY: the application's fd; closed only on success.
             let payload = unsafe { import_payload(dev, row, fd, T::SYNC_FD_PAYLOAD) }?;
@@ -509,11 +541,7 @@ pub unsafe extern "system" fn get_fence_fd(
         sync_fd_unsignaled: "VUID-VkFenceGetFdInfoKHR-handleType-01454",
     };
     // SAFETY: per the caller's contract.
-    unsafe {
-        get_fd(device, info, out, &vuids, &FENCES, |i| {
-            (i.fence.as_raw(), i.handle_type.as_raw())
-        })
-    }
+    unsafe { get_fd(device, info, out, &vuids, &FENCES) }
 }
 
 /// # Safety
@@ -536,12 +564,8 @@ pub unsafe extern "system" fn import_fence_fd(
         permanent_copy: Some("VUID-VkImportFenceFdInfoKHR-handleType-07306"),
         temporary_timeline: None,
     };
-    let fields = |i: &vk::ImportFenceFdInfoKHR<'_>| {
-        let temporary = i.flags.contains(vk::FenceImportFlags::TEMPORARY);
-        (i.fence.as_raw(), i.handle_type.as_raw(), temporary)
-    };
     // SAFETY: per the caller's contract.
-    unsafe { import_fd(device, info, &vuids, &FENCES, fields, |i| i.fd) }
+    unsafe { import_fd(device, info, &vuids, &FENCES, |i| i.fd) }
 }
 
 /// # Safety
@@ -566,11 +590,7 @@ pub unsafe extern "system" fn get_semaphore_fd(
         sync_fd_unsignaled: "VUID-VkSemaphoreGetFdInfoKHR-handleType-03254",
     };
     // SAFETY: per the caller's contract.
-    unsafe {
-        get_fd(device, info, out, &vuids, &SEMAPHORES, |i| {
-            (i.semaphore.as_raw(), i.handle_type.as_raw())
-        })
-    }
+    unsafe { get_fd(device, info, out, &vuids, &SEMAPHORES) }
 }
 
 /// # Safety
@@ -593,10 +613,6 @@ pub unsafe extern "system" fn import_semaphore_fd(
         permanent_copy: Some("VUID-VkImportSemaphoreFdInfoKHR-handleType-07307"),
         temporary_timeline: Some("VUID-VkImportSemaphoreFdInfoKHR-flags-03323"),
     };
-    let fields = |i: &vk::ImportSemaphoreFdInfoKHR<'_>| {
-        let temporary = i.flags.contains(vk::SemaphoreImportFlags::TEMPORARY);
-        (i.semaphore.as_raw(), i.handle_type.as_raw(), temporary)
-    };
     // SAFETY: per the caller's contract.
-    unsafe { import_fd(device, info, &vuids, &SEMAPHORES, fields, |i| i.fd) }
+    unsafe { import_fd(device, info, &vuids, &SEMAPHORES, |i| i.fd) }
 }

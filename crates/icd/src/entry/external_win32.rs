@@ -10,15 +10,14 @@
 use std::ffi::c_void;
 
 use ash::vk;
-use ash::vk::Handle;
 use tether_handles::{
     BorrowedHandle, Broker, ExportError, HandleError, KmtHandle, ObjectName, Win32ExportAttributes, Win32Exports,
 };
 use tether_payload::{Payload, PayloadKind};
 
 use super::external_fd::{
-    Begun, Command, ExportVuids, External, ImportVuids, begin_export, begin_import, invalid_handle, invalid_usage,
-    payload_fits_semaphore,
+    Begun, Command, ExportInfo, ExportVuids, External, ImportInfo, ImportVuids, begin_export, begin_import,
+    invalid_handle, invalid_usage, payload_fits_semaphore,
 };
 use super::{VkResult, guard, result, write_out};
 use crate::handle_table::{FENCES, HandleTable, SEMAPHORES};
@@ -207,24 +206,22 @@ fn close_exported(row: &HandleTypeInfo, handle: isize) {
     }
 }
 
-/// `vkGet{Fence,Semaphore}Win32HandleKHR`. `fields` reads the object's handle and the raw
-/// handle-type bit from the input.
+/// `vkGet{Fence,Semaphore}Win32HandleKHR`.
 ///
 /// # Safety
 /// Per the command.
-unsafe fn get_win32_handle<I: vk::TaggedStructure, T: External>(
+unsafe fn get_win32_handle<I: ExportInfo, T: External>(
     device: vk::Device,
     info: *const I,
     out: *mut vk::HANDLE,
     vuids: &ExportVuids,
     already_exported: &str,
     table: &'static HandleTable<T>,
-    fields: impl Fn(&I) -> (u64, u32),
 ) -> vk::Result {
     guard(|| {
         result((|| {
             // SAFETY: valid handle and pointers per valid usage.
-            let Begun { dev, object, row, .. } = unsafe { begin_export(device, info, vuids, table, fields) }?;
+            let Begun { dev, object, row, .. } = unsafe { begin_export(device, info, vuids, table) }?;
             if row.handle_type == HandleType::D3d12Fence && object.slot().active().kind() != PayloadKind::D3d12Fence {
                 return Err(invalid_usage(
                     dev,
@@ -239,18 +236,17 @@ unsafe fn get_win32_handle<I: vk::TaggedStructure, T: External>(
     })
 }
 
-/// `vkImport{Fence,Semaphore}Win32HandleKHR`. `fields` reads the object's handle, the raw
-/// handle-type bit and the TEMPORARY flag from the input, `named` its handle and name;
+/// `vkImport{Fence,Semaphore}Win32HandleKHR`. `named` reads the handle and the name from
+/// the input;
 /// `payload` checks what the kind needs of the payload the handle names.
 ///
 /// # Safety
 /// Per the command.
-unsafe fn import_win32_handle<I: vk::TaggedStructure, T: External>(
+unsafe fn import_win32_handle<I: ImportInfo, T: External>(
     device: vk::Device,
     info: *const I,
     vuids: &Win32ImportVuids,
     table: &'static HandleTable<T>,
-    fields: impl Fn(&I) -> (u64, u32, bool),
     named: impl FnOnce(&I) -> (isize, *const u16),
     payload: fn(&Device, &T, &HandleTypeInfo, Permanence, PayloadKind) -> VkResult<()>,
 ) -> vk::Result {
@@ -263,7 +259,7 @@ unsafe fn import_win32_handle<I: vk::TaggedStructure, T: External>(
                 object,
                 row,
                 permanence,
-            } = unsafe { begin_import(device, info, &vuids.prologue, table, fields) }?;
+            } = unsafe { begin_import(device, info, &vuids.prologue, table) }?;
             let (handle, name) = named(info);
             // SAFETY: `name` is NULL or a NUL-terminated string per valid usage; the handle is borrowed.
             let opened = unsafe { open(dev, row, handle, name, vuids) }?;
@@ -297,11 +293,7 @@ pub unsafe extern "system" fn get_fence_win32_handle(
     };
     let already_exported = "VUID-VkFenceGetWin32HandleInfoKHR-handleType-01449";
     // SAFETY: per the caller's contract.
-    unsafe {
-        get_win32_handle(device, info, out, &vuids, already_exported, &FENCES, |i| {
-            (i.fence.as_raw(), i.handle_type.as_raw())
-        })
-    }
+    unsafe { get_win32_handle(device, info, out, &vuids, already_exported, &FENCES) }
 }
 
 /// # Safety
@@ -328,10 +320,6 @@ pub unsafe extern "system" fn import_fence_win32_handle(
         handle_and_name: "VUID-VkImportFenceWin32HandleInfoKHR-handle-01462",
         name_with_kmt: "VUID-VkImportFenceWin32HandleInfoKHR-handleType-01459",
     };
-    let fields = |i: &vk::ImportFenceWin32HandleInfoKHR<'_>| {
-        let temporary = i.flags.contains(vk::FenceImportFlags::TEMPORARY);
-        (i.fence.as_raw(), i.handle_type.as_raw(), temporary)
-    };
     let payload = |dev: &Device, fence: &Fence, _: &HandleTypeInfo, _, kind| match fence.refuses(kind) {
         Some(refusal) => Err(invalid_handle(
             dev,
@@ -340,7 +328,7 @@ pub unsafe extern "system" fn import_fence_win32_handle(
         None => Ok(()),
     };
     // SAFETY: per the caller's contract.
-    unsafe { import_win32_handle(device, info, &vuids, &FENCES, fields, |i| (i.handle, i.name), payload) }
+    unsafe { import_win32_handle(device, info, &vuids, &FENCES, |i| (i.handle, i.name), payload) }
 }
 
 /// # Safety
@@ -363,11 +351,7 @@ pub unsafe extern "system" fn get_semaphore_win32_handle(
     };
     let already_exported = "VUID-VkSemaphoreGetWin32HandleInfoKHR-handleType-01127";
     // SAFETY: per the caller's contract.
-    unsafe {
-        get_win32_handle(device, info, out, &vuids, already_exported, &SEMAPHORES, |i| {
-            (i.semaphore.as_raw(), i.handle_type.as_raw())
-        })
-    }
+    unsafe { get_win32_handle(device, info, out, &vuids, already_exported, &SEMAPHORES) }
 }
 
 /// What a semaphore needs of the payload a Win32 import names: a D3D12 fence for D3D12_FENCE, a
@@ -430,10 +414,6 @@ pub unsafe extern "system" fn import_semaphore_win32_handle(
         handle_and_name: "VUID-VkImportSemaphoreWin32HandleInfoKHR-handle-01469",
         name_with_kmt: "VUID-VkImportSemaphoreWin32HandleInfoKHR-handleType-01466",
     };
-    let fields = |i: &vk::ImportSemaphoreWin32HandleInfoKHR<'_>| {
-        let temporary = i.flags.contains(vk::SemaphoreImportFlags::TEMPORARY);
-        (i.semaphore.as_raw(), i.handle_type.as_raw(), temporary)
-    };
     // SAFETY: per the caller's contract.
     unsafe {
         import_win32_handle(
@@ -441,7 +421,6 @@ pub unsafe extern "system" fn import_semaphore_win32_handle(
             info,
             &vuids,
             &SEMAPHORES,
-            fields,
             |i| (i.handle, i.name),
             semaphore_payload,
         )
