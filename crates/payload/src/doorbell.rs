@@ -10,9 +10,12 @@
 //!
 //! # The doorbell file
 //!
-//! One file per user, `/dev/shm/tether-doorbells-v1-<euid>` (a different directory with
+//! One file per user, `/dev/shm/tether-doorbells-v1-<euid>` (another directory with
 //! [`configure`]), created mode 0600 and refused unless it is a regular file owned by the
-//! effective uid that nobody else may access. Layout (native byte order):
+//! effective uid that nobody else may access (a file someone else made under that name is
+//! refused too: no doorbells then, only slower waits). It is not in the broker's runtime
+//! directory (`$XDG_RUNTIME_DIR/tether/`), which holds only the broker's files; and this crate
+//! needs no path of the handle model. Layout (native byte order):
 //!
 //! | offset | size | field |
 //! |---|---|---|
@@ -22,10 +25,12 @@
 //! | 16 | 8 | domain: a non-zero value drawn by the creator (names this file in payload pages) |
 //! | 4096 + 64·i | 64 | slot `i`: `bell` (`u32` futex word: ring count in the high 16 bits, tag of the last page rung in the low 16), `sleepers` (`u32`) |
 //!
-//! A process uses slot `hash(pid) % SLOTS`; processes whose pids collide share a slot, which
-//! only costs them spurious wake-ups (waiters always re-check their conditions). A process
-//! whose file cannot be opened, or one of another user or another `/dev/shm`, is in another
-//! *domain*: see "Foreign mappers" below.
+//! It is opened and mapped (and the fd closed) when this process first creates or imports a
+//! shared page, and stays mapped for the life of the process. A process uses slot
+//! `hash(pid) % SLOTS`; processes whose pids collide share a slot, which only costs them
+//! spurious wake-ups (waiters always re-check their conditions). A process whose file cannot be
+//! opened, or one of another user or another `/dev/shm`, is in another *domain*: see "Foreign
+//! mappers" below.
 //!
 //! # Pages (layout version 2, see `page`)
 //!
@@ -34,7 +39,7 @@
 //! processes on that slot that may wait on the page through their doorbell. A process registers
 //! its interest once, at its first wait-any on the page, and keeps it while it maps the page
 //! (the unmapping takes it back), so repeated waits pay nothing. Bit 30 of the page's waiter
-//! word ([`crate::state::DOORBELL`]) says "interest has been registered": signalers look at the
+//! word (`DOORBELL` in `state`) says "interest has been registered": signalers look at the
 //! counters only then.
 //!
 //! # Protocol
@@ -52,7 +57,8 @@
 //! increment (in the single order of `SeqCst` operations), the waiter's interest and sleeper
 //! registration come before it too, so the signaler sees both and rings after the waiter read
 //! `bell`, whose futex wait then fails or is woken; otherwise the waiter's check sees the new
-//! state. `tests/loom.rs` checks this with the loom model of [`model`].
+//! state. `tests/loom.rs` checks this (and the one-ring shortcut below) with `model`, which exists
+//! under `cfg(loom)` only.
 //!
 //! A waiter woken by exactly one ring since its last full check only checks the entries whose
 //! page has the rung tag (16 bits of the page's inode number): every later ring still changes
@@ -64,18 +70,27 @@
 //! A process that maps a page writable but cannot ring the page's doorbells (no doorbell file,
 //! another file: another user, another `/dev/shm`) sets the page's foreign flag at import;
 //! waiters then wait on that page's own sequence word, as without doorbells, and signalers
-//! keep waking that word when its waiter count says so. A foreign process that imports a page
-//! while a doorbell waiter is already blocked on it is seen at the waiter's next full check:
-//! doorbell waits re-check everything at least every [`SAFETY_NET`] (10 ms), which bounds the
-//! extra latency of that rare case (and of anything a hostile peer does to the doorbell words).
+//! keep waking that word when its waiter count says so.
+//!
+//! A foreign process that imports a page while a doorbell waiter is already blocked on it can
+//! signal it without ringing. Doorbell waits therefore look at their pages again (foreign flag
+//! and sequence word: one cache line each) every [`safety_net`] interval even when nothing
+//! rang: 10 ms for up to 40 pages, 250 µs per page above that (256 ms for 1,024 pages), at most
+//! [`SAFETY_NET_MAX`]; a look costs about 0.1 µs per page, so a blocked wait spends about 0.05%
+//! of its time on it whatever its size. That interval bounds the extra latency of this rare
+//! case (the first wait after such an import; later waits see the flag), and of lost rings a
+//! hostile peer causes.
 //!
 //! # Hostile peers
 //!
-//! Anything written to the interest counters, the foreign flag, the domain or the doorbell
-//! file can cause spurious wake-ups, doorbell waits that fall back to the [`SAFETY_NET`]
-//! cadence, or waits on a page's own word; never a wait past its deadline. The file is only
+//! Anything written to the interest counters, the foreign flag, the domain, bit 30 of the
+//! waiter word or the doorbell file can cause spurious wake-ups, rings nobody needs, doorbell
+//! waits that only notice a signal at the safety net's next look, or waits on a page's own
+//! word; never a wait past its deadline, a crash or undefined behaviour (every field is read
+//! and written through atomics, and the slot index comes from this process). The file is only
 //! open to the same user, who can do worse; it is mapped once and never unmapped (a same-user
-//! process that truncates it can make this process fault, as it could by other means).
+//! process that truncates it can make this process fault, as it could by other means, e.g.
+//! `ptrace`).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -98,7 +113,7 @@ const LANES: usize = 8;
 /// Interest words in a page.
 pub(crate) const INTEREST_WORDS: usize = SLOTS / LANES;
 /// How often a doorbell wait over a few pages looks at them again although nothing rang (see
-/// the module docs); larger sets look less often (see [`safety_net`]).
+/// the module docs); larger sets look less often ([`safety_net`]).
 pub const SAFETY_NET: Duration = Duration::from_millis(10);
 /// The longest safety-net interval.
 pub const SAFETY_NET_MAX: Duration = Duration::from_secs(1);
@@ -108,7 +123,7 @@ pub const SAFETY_NET_MAX: Duration = Duration::from_secs(1);
 const SAFETY_NET_PER_PAGE: Duration = Duration::from_micros(250);
 
 /// The safety-net interval of a wait on `pages` doorbell pages.
-pub(crate) fn safety_net(pages: usize) -> Duration {
+pub fn safety_net(pages: usize) -> Duration {
     SAFETY_NET_PER_PAGE
         .saturating_mul(u32::try_from(pages).unwrap_or(u32::MAX))
         .clamp(SAFETY_NET, SAFETY_NET_MAX)
