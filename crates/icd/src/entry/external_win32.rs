@@ -236,9 +236,8 @@ unsafe fn get_win32_handle<I: ExportInfo, T: External>(
     })
 }
 
-/// `vkImport{Fence,Semaphore}Win32HandleKHR`. `named` reads the handle and the name from
-/// the input;
-/// `payload` checks what the kind needs of the payload the handle names.
+/// `vkImport{Fence,Semaphore}Win32HandleKHR`. `named` reads the handle and the name from the
+/// input; `payload` checks what the kind needs of the payload the handle names.
 ///
 /// # Safety
 /// Per the command.
