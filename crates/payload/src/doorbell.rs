@@ -178,19 +178,26 @@ impl Slot {
             return;
         }
         let mut current = self.bell.load(Ordering::Relaxed);
-        loop {
+        for _ in 0..CAS_TRIES {
             let next = rung(current, tag);
             match self
                 .bell
                 .compare_exchange_weak(current, next, Ordering::SeqCst, Ordering::Relaxed)
             {
-                Ok(_) => break,
+                Ok(_) => {
+                    futex_wake(&self.bell, futex::Flags::empty(), WAKE_ALL);
+                    return;
+                }
                 Err(seen) => current = seen,
             }
         }
-        futex_wake(&self.bell, futex::Flags::empty(), WAKE_ALL);
+        // Only a peer that keeps writing the word gets here: the sleepers' safety net covers it.
     }
 }
+
+/// Compare-and-swap attempts on a shared word before giving up (only a peer that keeps
+/// writing the word makes them fail that often).
+const CAS_TRIES: usize = 64;
 
 /// The bell word after one more ring for `tag`.
 fn rung(bell: u32, tag: u16) -> u32 {
@@ -226,17 +233,18 @@ impl Interest<'_> {
         let (word, shift) = Self::lane(slot);
         let Some(w) = self.0.get(word) else { return };
         let mut current = w.load(Ordering::Relaxed);
-        loop {
+        for _ in 0..CAS_TRIES {
             if (current >> shift) & 0xff == 0xff {
                 // Saturated: it stays (at worst, rings nobody needs).
-                store_load_barrier();
-                return;
+                break;
             }
             match w.compare_exchange_weak(current, current + (1 << shift), Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(seen) => current = seen,
             }
         }
+        // (After CAS_TRIES failures, only possible while a peer keeps writing the word, the
+        // interest is not registered: the waits' safety net covers it.)
         store_load_barrier();
     }
 
@@ -245,7 +253,7 @@ impl Interest<'_> {
         let (word, shift) = Self::lane(slot);
         let Some(w) = self.0.get(word) else { return };
         let mut current = w.load(Ordering::Relaxed);
-        loop {
+        for _ in 0..CAS_TRIES {
             let lane = (current >> shift) & 0xff;
             if lane == 0 || lane == 0xff {
                 return;
