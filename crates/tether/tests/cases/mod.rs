@@ -228,7 +228,7 @@ fn unknown_name_is_an_invalid_handle(device: &Device) {
 }
 
 fn failed_fd_import_gives_the_fd_back(device: &Device) {
-    let (reader, writer) = std::io::pipe().unwrap();
+    let (reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
     let fd: OwnedFd = reader.into();
     let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
     let mut s = ExternalSemaphore::binary(device, &none()).unwrap();
@@ -308,7 +308,7 @@ fn import_rules_are_checked(device: &Device) {
     assert!(err.error.to_string().contains("temporarily"), "{err}");
     let f = ExternalFence::new(device, &ExportOptions::new(HandleType::SyncFd)).unwrap();
     let mut g = ExternalFence::new(device, &none()).unwrap();
-    let (reader, _writer) = std::io::pipe().unwrap();
+    let (reader, _writer) = std::os::unix::net::UnixStream::pair().unwrap();
     let err = g
         .import_fd(HandleType::SyncFd, reader.into(), Import::Permanent)
         .unwrap_err();
@@ -438,7 +438,7 @@ fn no_fd_is_leaked(device: &Device) {
         b.import_fd(HandleType::OpaqueFd, a.export_fd().unwrap(), Import::Permanent)
             .unwrap();
         let c = ExternalFence::new(device, &ExportOptions::new(HandleType::OpaqueFd)).unwrap();
-        let (reader, _writer) = std::io::pipe().unwrap();
+        let (reader, _writer) = std::os::unix::net::UnixStream::pair().unwrap();
         let mut d = ExternalFence::new(device, &none()).unwrap();
         let failed = d.import_fd(HandleType::OpaqueFd, reader.into(), Import::Permanent);
         drop(failed);
