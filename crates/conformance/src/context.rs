@@ -29,7 +29,8 @@ pub const DEVICE_NAME: &CStr = c"tether CPU";
 /// `vkGetDeviceProcAddr`, in about one run in ten of a Win32 suite).
 static DEVICE_LIST: Mutex<()> = Mutex::new(());
 
-/// Takes [`DEVICE_LIST`]'s lock (see there).
+/// Takes the lock held around every device creation and destruction of the trials: the Khronos
+/// loader changes its logical-device lists without a lock (Vulkan-Loader issue 2018).
 pub fn device_list_lock() -> MutexGuard<'static, ()> {
     DEVICE_LIST.lock().unwrap_or_else(|e| e.into_inner())
 }

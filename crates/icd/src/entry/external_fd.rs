@@ -266,7 +266,7 @@ fn offered_row(
     })
 }
 
-/// The start of an export command: [`begin`], then the handle type must be one of the family's
+/// The start of an export command: `begin`, then the handle type must be one of the family's
 /// offered for the object, and the object created exportable as it (or hold an import).
 ///
 /// # Safety
@@ -298,7 +298,7 @@ pub unsafe fn begin_export<'a, I: ExportInfo, T: External>(
     })
 }
 
-/// The start of an import command, everything it checks before it opens the handle: [`begin`],
+/// The start of an import command, everything it checks before it opens the handle: `begin`,
 /// then the object must not be tied to unfinished queue work, the handle type must be one of
 /// the family's offered for the object, and the permanence one the type and the object allow.
 ///

@@ -1,5 +1,5 @@
 //! `vkQueueSubmit`, `vkQueueSubmit2` and `vkQueueWaitIdle`. Both submit commands reduce their
-//! structures to one [`SubmitDesc`] each, and one function turns those into queue batches.
+//! structures to one `SubmitDesc` each, and one function turns those into queue batches.
 
 use std::sync::Arc;
 
