@@ -447,6 +447,8 @@ pub(crate) fn import(fd: BorrowedFd<'_>, identity: &DeviceIdentity) -> Result<Ar
         return Err(ImportError::NotAPayload("fd is opened write-only".into()));
     };
     let key = key_of(&st, writable);
+    // (Opens the doorbell file on first need: before the cache lock.)
+    let local_domain = doorbell::local().map(|d| d.domain);
 
     let mut cache = cache();
     if let Some(existing) = cache.get(&key).and_then(Weak::upgrade) {
@@ -482,7 +484,7 @@ pub(crate) fn import(fd: BorrowedFd<'_>, identity: &DeviceIdentity) -> Result<Ar
         return Err(ImportError::OtherDevice);
     }
     let domain = load64(&page.layout().domain);
-    page.in_domain = domain != 0 && doorbell::local().is_some_and(|d| d.domain == domain);
+    page.in_domain = domain != 0 && local_domain == Some(domain);
     if writable && !page.in_domain {
         // This process cannot ring the doorbells of the page's waiters: they must wait on the
         // page's own word (see `doorbell`).
