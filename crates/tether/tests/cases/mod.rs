@@ -233,9 +233,13 @@ fn failed_fd_import_gives_the_fd_back(device: &Device) {
     let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
     let mut s = ExternalSemaphore::binary(device, &none()).unwrap();
     let err = s.import_fd(HandleType::OpaqueFd, fd, Import::Permanent).unwrap_err();
-    assert_eq!(
-        err.error.result(),
-        ash::vk::Result::ERROR_INVALID_EXTERNAL_HANDLE,
+    // The spec's answer; the layer passes fd imports to the driver, and NVIDIA says
+    // INITIALIZATION_FAILED (crates/layer/README.md).
+    let nvidia = ash::vk::Result::ERROR_INITIALIZATION_FAILED;
+    let result = err.error.result();
+    assert!(
+        result == ash::vk::Result::ERROR_INVALID_EXTERNAL_HANDLE
+            || (target() == Target::LayerOverSystem && result == nvidia),
         "{err}"
     );
     let (error, fd) = err.into_parts();
@@ -306,14 +310,12 @@ fn import_rules_are_checked(device: &Device) {
         .import_fd(HandleType::OpaqueFd, a.export_fd().unwrap(), Import::Temporary)
         .unwrap_err();
     assert!(err.error.to_string().contains("temporarily"), "{err}");
-    let f = ExternalFence::new(device, &ExportOptions::new(HandleType::SyncFd)).unwrap();
     let mut g = ExternalFence::new(device, &none()).unwrap();
     let (reader, _writer) = std::os::unix::net::UnixStream::pair().unwrap();
     let err = g
         .import_fd(HandleType::SyncFd, reader.into(), Import::Permanent)
         .unwrap_err();
     assert!(matches!(err.error, Error::InvalidUsage(_)), "{err}");
-    drop(f);
     let mut s = ExternalSemaphore::binary(device, &none()).unwrap();
     let err = s
         .import_name(HandleType::OpaqueWin32Kmt, &unique_name("kmt"), Import::Permanent)
