@@ -19,7 +19,7 @@
 //! }
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -119,9 +119,4 @@ fn start_built_in(exe: &Path, dir: &Path) -> std::result::Result<(), String> {
             Err(e) => return Err(e.to_string()),
         }
     }
-}
-
-/// The directory of the broker's socket, for messages.
-pub fn socket_dir() -> PathBuf {
-    default_socket_dir()
 }

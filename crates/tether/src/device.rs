@@ -277,12 +277,8 @@ impl Device {
             queue_family: family,
             queue_count: count,
         };
-        // SAFETY: the device was just created as `existing` describes it.
-        let mut made = unsafe { Device::from_ash(physical, existing) };
-        if let Some(inner) = Arc::get_mut(&mut made.inner) {
-            inner.owned = true;
-        }
-        Ok(made)
+        // SAFETY: the device was just created as `existing` describes it, and is ours to destroy.
+        Ok(unsafe { Device::wrap(physical, existing, true) })
     }
 
     /// Uses a device the application made. It is not destroyed here.
@@ -295,6 +291,16 @@ impl Device {
     /// queues are submitted to only through [`Device::submit`] or under the application's own
     /// synchronization with it.
     pub unsafe fn from_ash(physical: &PhysicalDevice, existing: ExistingDevice<'_>) -> Device {
+        // SAFETY: the caller's guarantee; the application destroys its device.
+        unsafe { Device::wrap(physical, existing, false) }
+    }
+
+    /// Loads the commands of `existing` and takes it, destroying it at the end when `owned`.
+    ///
+    /// # Safety
+    ///
+    /// As [`Device::from_ash`].
+    unsafe fn wrap(physical: &PhysicalDevice, existing: ExistingDevice<'_>, owned: bool) -> Device {
         let instance = physical.instance().ash();
         let device = existing.device;
         let enabled = Extensions::from_names(existing.enabled_extensions.iter().copied());
@@ -330,7 +336,7 @@ impl Device {
             inner: Arc::new(DeviceInner {
                 physical: physical.clone(),
                 device,
-                owned: false,
+                owned,
                 enabled,
                 timeline,
                 external,

@@ -47,11 +47,6 @@ impl Error {
         }
     }
 
-    /// The message alone (what `Display` prints).
-    pub fn message(&self) -> String {
-        self.to_string()
-    }
-
     pub(crate) fn vulkan(command: &'static str, result: vk::Result, context: impl Into<String>) -> Error {
         Error::Vulkan {
             command,

@@ -218,8 +218,8 @@ pub trait Shareable: RawSync {
     }
 
     /// Exports a SYNC_FD: a sync file that signals when the payload does; `None` when the
-    /// driver answers -1 (already signaled). Like a wait, it unsignals a binary semaphore and
-    /// ends a temporary import.
+    /// driver answers -1 (already signaled). As copy transference does, it acts on the source
+    /// like a reset of a fence or a wait on a binary semaphore, and ends a temporary import.
     ///
     /// # Safety
     ///

@@ -33,7 +33,7 @@ pub fn tests(routes: &'static [Route]) -> Vec<(String, Test)> {
         unsupported_types_are_refused_at_creation,
         import_rules_are_checked,
         temporary_fence_import_ends_at_reset,
-        sync_fd_copies_a_signaled_fence,
+        sync_fd_copies_a_pending_signal,
         binary_semaphore_hand_off_through_submits,
         imported_payload_exports_what_the_device_allows,
         objects_keep_the_device_alive,
@@ -362,7 +362,7 @@ fn temporary_fence_import_ends_at_reset(device: &Device) {
     assert!(!b.is_signaled().unwrap(), "after the reset b has its own payload again");
 }
 
-fn sync_fd_copies_a_signaled_fence(device: &Device) {
+fn sync_fd_copies_a_pending_signal(device: &Device) {
     if !device
         .capabilities()
         .exportable(ObjectKind::Fence)
@@ -370,17 +370,28 @@ fn sync_fd_copies_a_signaled_fence(device: &Device) {
     {
         not_supported("the device does not export SYNC_FD fences");
     }
+    // The fence's signal is submitted behind a timeline wait, so it is pending, not done: the
+    // export must give a real sync file, which the importer then waits on.
+    let gate = ExternalSemaphore::timeline(device, 0, &none()).unwrap();
     let mut a = ExternalFence::new(device, &ExportOptions::new(HandleType::SyncFd)).unwrap();
-    signal_fence(device, &a);
-    // SAFETY: the fence is signaled.
+    let batch = Submission {
+        waits: &[(&gate, 1)],
+        fence: Some(&a),
+        ..Submission::default()
+    };
+    // SAFETY: the fence is unsignaled; the gate is a timeline (wait-before-signal is valid); the
+    // gate is signaled and the fence waited for below before anything is dropped.
+    unsafe { device.submit(0, &batch) }.unwrap();
+    // SAFETY: the fence's signal is pending (submitted above).
     let sync_file = unsafe { a.export_sync_fd() }.unwrap();
+    let sync_file = sync_file.expect("a pending signal exports a sync file, not -1");
+    // A copy-transference export acts on the source as a reset.
+    assert!(!a.is_signaled().unwrap());
     let mut b = ExternalFence::new(device, &none()).unwrap();
-    if let Some(fd) = sync_file {
-        b.import_fd(HandleType::SyncFd, fd, Import::Temporary).unwrap();
-        assert!(b.wait(SECOND).unwrap());
-    }
-    let t = ExternalSemaphore::timeline(device, 0, &none()).unwrap();
-    drop(t);
+    b.import_fd(HandleType::SyncFd, sync_file, Import::Temporary).unwrap();
+    assert!(!b.wait(SHORT).unwrap(), "the copy waits for the gated signal");
+    gate.signal(1).unwrap();
+    assert!(b.wait(SECOND).unwrap(), "and signals with it (the batch has executed)");
 }
 
 fn binary_semaphore_hand_off_through_submits(device: &Device) {
